@@ -1,0 +1,102 @@
+"""Saving and loading: atomic writes, model files with their metadata, clear errors.
+
+A *model file* holds one network and what is needed to rebuild it::
+
+    {"format": "dfkd_lib.model", "version": 1, "arch": "resnet26", "num_classes": 10,
+     "state_dict": {...}, "meta": {...}}
+
+A *training checkpoint* (see :mod:`dfkd_lib.train`) holds everything needed to resume a run.
+Both are written to a temporary file in the same folder and then renamed over the target, so an
+interrupted write never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import CifarResNet, model_from_name
+
+__all__ = ["CheckpointError", "atomic_save", "safe_load", "save_model", "load_model"]
+
+MODEL_FORMAT = "dfkd_lib.model"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file is missing, corrupt or does not fit."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a file written by :func:`atomic_save`, with a clear error when it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such file: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} does not hold a dfkd_lib checkpoint (found {type(obj).__name__})")
+    return obj
+
+
+def _arch_of(model: nn.Module) -> str:
+    if not isinstance(model, CifarResNet):
+        raise TypeError(f"save_model saves CifarResNet models, got {type(model).__name__}")
+    return f"resnet{model.depth}"
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **meta: Any) -> None:
+    """Save a :class:`~dfkd_lib.models.CifarResNet` with its architecture and ``meta`` (atomically)."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save(
+        {"format": MODEL_FORMAT, "version": 1, "arch": _arch_of(model), "num_classes": model.num_classes,
+         "state_dict": state, "meta": meta},
+        path,
+    )  # fmt: skip
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CifarResNet:
+    """Rebuild a model saved by :func:`save_model` (or the ``student`` of a training checkpoint).
+
+    The returned model carries the file's metadata in ``model.meta``.
+    """
+    obj = safe_load(path, map_location)
+    if obj.get("format") == MODEL_FORMAT:
+        arch, num_classes, state, meta = obj["arch"], obj["num_classes"], obj["state_dict"], obj.get("meta", {})
+    elif obj.get("format") == "dfkd_lib.train":
+        cfg = obj["config"]
+        arch, num_classes, state, meta = cfg["student"], obj["num_classes"], obj["student"], {"epoch": obj["epoch"]}
+    else:
+        raise CheckpointError(f"{path} is not a dfkd_lib model or training checkpoint")
+    model = model_from_name(arch, num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit a {arch} with {num_classes} classes: {e}") from e
+    model.meta = dict(meta)
+    return model

@@ -1,0 +1,215 @@
+"""Command line: ``python -m dfkd_lib {train,train-teacher,evaluate,report} ...``.
+
+Examples::
+
+    python -m dfkd_lib train-teacher --arch resnet26 --epochs 40 --out runs/teacher-resnet26
+    python -m dfkd_lib train --method adv-dense --teacher resnet26_cifar10 --student resnet8 --epochs 15
+    python -m dfkd_lib train --config my_run.yaml --seed 1       # flags override the file
+    python -m dfkd_lib train --out runs/x --resume                # continue a killed run
+    python -m dfkd_lib evaluate --model runs/x/model.pt --dataset cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .train import METHODS, RECIPES, TrainConfig, config_for
+
+HELP = {
+    "method": f"what to train with: {', '.join(METHODS)}",
+    "student": "student network, e.g. resnet8, resnet14, resnet20",
+    "teacher": "teacher: a model file (model.pt / checkpoint.pt) or a pretrained name such as resnet26_cifar10",
+    "dataset": "cifar10, cifar100, or synthetic (small generated data for smoke tests)",
+    "data_dir": "folder holding cifar10.npz / cifar100.npz or torchvision's files (default: $DFKD_DATA, then data/)",
+    "download": "let torchvision download the data set into data/ if it is not found",
+    "epochs": "number of epochs",
+    "batch_size": "global batch size",
+    "lr": "initial learning rate of the network (SGD)",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum",
+    "weight_decay": "weight decay of the network",
+    "schedule": "learning-rate schedule: cosine, or step (x0.1 at each milestone)",
+    "milestones": "step schedule: fractions of the run at which the rate drops",
+    "pairs": "flow items: sparse, chain, dense, or a custom list like '0-1,0-3,2-3' (student tap indices)",
+    "pool": "pooling of the larger map in an FSP pair: max or avg",
+    "flow_reduction": "flow loss per item: sum (squared Frobenius distance) or mean (over entries)",
+    "lambda_flow": "weight of the Euclidean flow loss",
+    "lambda_adv": "weight of the student's adversarial loss",
+    "gan_loss": "adversarial loss form: bce (non-saturating), lsgan or hinge",
+    "ce_weight": "weight of the cross-entropy",
+    "kd_weight": "weight of Hinton's KD loss",
+    "temperature": "KD temperature",
+    "at_beta": "attention-transfer weight beta (the term is beta/2 * AT)",
+    "two_stage": "Yim's two stages: flow terms first, then cross-entropy",
+    "stage1_epochs": "two-stage: epochs of the first stage (default a third of --epochs)",
+    "d_lr": "discriminator learning rate (Adam)",
+    "d_betas": "discriminator Adam betas",
+    "d_hidden": "hidden widths of each discriminator MLP",
+    "spectral_norm": "spectral normalisation in the discriminators",
+    "labelled_fraction": "fraction of training images whose labels are used (class-balanced)",
+    "val_size": "training images held out for validation",
+    "split_seed": "seed of the validation split and of the labelled subset",
+    "synthetic_per_class": "images per class of the synthetic data set",
+    "max_train_batches": "stop each epoch after this many batches (quick runs)",
+    "seed": "seed of the run (initialisation, order, augmentation)",
+    "deterministic": "deterministic algorithms (slower on GPUs)",
+    "device": "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps",
+    "amp": "mixed precision on CUDA",
+    "channels_last": "channels-last memory format (faster convolutions)",
+    "out_dir": "folder for log.jsonl, checkpoint.pt, model.pt (default runs/<method>-<student>-<dataset>-s<seed>)",
+    "resume": "continue the run in --out from its checkpoint (starts afresh if there is none)",
+}
+TYPES: dict[str, Any] = {
+    "teacher": str, "data_dir": str, "out_dir": str, "stage1_epochs": int, "max_train_batches": int, "pairs": str,
+}  # fmt: skip
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, naming the culprit
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, skip: set[str] = frozenset()) -> None:
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        names = [flag, "--out"] if f.name == "out_dir" else [flag]
+        default = f.default
+        kw: dict[str, Any] = {"default": None, "dest": f.name, "help": HELP.get(f.name, "")}
+        if isinstance(default, bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kw.update(nargs="+", type=type(default[0]) if default else float)
+        else:
+            kw["type"] = TYPES.get(f.name, type(default))
+        if f.name == "method":
+            kw["choices"] = METHODS
+        if default is not None and not isinstance(default, bool):
+            kw["help"] += f" (default {default!r}, unless the method's recipe says otherwise)"
+        p.add_argument(*names, **kw)
+
+
+def _parse_pairs(text: Any) -> Any:
+    if not isinstance(text, str) or text in ("sparse", "chain", "dense"):
+        return text
+    try:
+        return [[int(v) for v in item.split("-")] for item in text.split(",")]
+    except ValueError:
+        raise ValueError(f"invalid pairs: {text!r} (use sparse, chain, dense or a list like '0-1,0-3')") from None
+
+
+def _load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of options")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(data) - known)
+    if bad:
+        raise ValueError(f"unknown option(s) in {path}: {bad}")
+    return data
+
+
+def build_config(args: argparse.Namespace, fixed: dict[str, Any] | None = None) -> TrainConfig:
+    """Recipe defaults < YAML file < flags; ``fixed`` (from a sub-command) on top."""
+    values = _load_yaml(args.config) if getattr(args, "config", None) else {}
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    values.update(fixed or {})
+    method = values.pop("method", "scratch")
+    if "pairs" in values:
+        values["pairs"] = _parse_pairs(values["pairs"])
+    for k in ("milestones", "d_betas", "d_hidden"):
+        if k in values:
+            values[k] = tuple(values[k])
+    cfg = config_for(method, **values)
+    if cfg.out_dir is None:
+        cfg.out_dir = f"runs/{cfg.method}-{cfg.student}-{cfg.dataset}-s{cfg.seed}"
+    cfg.validate()
+    return cfg
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m dfkd_lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a student with one of the methods", description="Train a student. Recipes: " + "; ".join(f"{m}: {RECIPES[m] or 'CE only'}" for m in METHODS))
+    t.add_argument("--config", help="YAML file of options (flags override it)")
+    _add_config_flags(t)
+
+    tt = sub.add_parser("train-teacher", help="train a teacher with cross-entropy (method scratch)")
+    tt.add_argument("--config", help="YAML file of options (flags override it)")
+    tt.add_argument("--arch", default="resnet26", help="teacher network (default resnet26)")
+    _add_config_flags(tt, skip={"method", "student", "teacher", "pairs", "pool", "flow_reduction", "lambda_flow", "lambda_adv",
+                                 "gan_loss", "kd_weight", "temperature", "at_beta", "two_stage", "stage1_epochs", "d_lr",
+                                 "d_betas", "d_hidden", "spectral_norm", "labelled_fraction", "ce_weight"})  # fmt: skip
+
+    e = sub.add_parser("evaluate", help="test accuracy of a model file or pretrained teacher")
+    e.add_argument("--model", required=True, help="model file, training checkpoint, or pretrained name")
+    e.add_argument("--dataset", default="cifar10")
+    e.add_argument("--data-dir", dest="data_dir", default=None)
+    e.add_argument("--split", choices=("test", "val"), default="test")
+    e.add_argument("--device", default="auto")
+
+    r = sub.add_parser("report", help="the results table and plots from committed run logs")
+    r.add_argument("--runs", default="results/cpu", help="folder of run folders (each with config.json, log.jsonl)")
+    r.add_argument("--out", default=None, help="where to write table.md and plots (default: the runs folder)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            from .train import train
+
+            train(build_config(args))
+        elif args.command == "train-teacher":
+            fixed = {"method": "scratch", "student": args.arch}
+            train_cfg = build_config(args, fixed)
+            if args.out_dir is None:
+                train_cfg.out_dir = f"runs/teacher-{args.arch}-{train_cfg.dataset}-s{train_cfg.seed}"
+            from .train import train
+
+            train(train_cfg)
+        elif args.command == "evaluate":
+            import torch
+
+            from .data import get_loaders
+            from .pretrained import load_teacher
+            from .train import evaluate, pick_device
+
+            device = pick_device(args.device)
+            model = load_teacher(args.model).to(device)
+            loaders = get_loaders(args.dataset, root=args.data_dir, device=device)
+            if loaders.num_classes != model.num_classes:
+                raise ValueError(f"the model has {model.num_classes} classes but {args.dataset} has {loaders.num_classes}")
+            loader = loaders.test if args.split == "test" else loaders.val
+            res = evaluate(model, loader, torch.bfloat16 if device.type == "cuda" else None)
+            print(json.dumps({"model": args.model, "dataset": args.dataset, "split": args.split, "accuracy": round(res["acc"], 2), "loss": round(res["loss"], 4)}))
+        elif args.command == "report":
+            from .report import make_report
+
+            make_report(args.runs, args.out)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"python -m dfkd_lib {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is in the checkpoint (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,397 @@
+"""CIFAR-10/100 from a local file (or a download), splits, augmentation and fast batch loaders.
+
+Where the data come from, in this order, for ``name`` in ``{"cifar10", "cifar100"}``:
+
+1. ``<dir>/<name>.npz`` with keys ``x_train (N, 32, 32, 3) uint8``, ``y_train``, ``x_test``,
+   ``y_test`` and optionally ``classes``;
+2. torchvision's on-disk format in ``<dir>`` (``cifar-10-batches-py`` / ``cifar-100-python``);
+
+for each ``<dir>`` in: the ``root`` argument, the ``DFKD_DATA`` environment variable, the
+repository's ``data/`` folder and a ``shared/data`` folder beside the checkout. With
+``download=True`` torchvision downloads into ``data/`` when nothing was found.
+
+The whole data set is kept as one ``uint8`` tensor (150 MB for CIFAR, also on a GPU) and
+:class:`BatchLoader` crops, flips and normalises a whole batch at once, which is several times
+faster than per-image transforms on a small CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "DATA_ENV",
+    "DataNotFoundError",
+    "DatasetArrays",
+    "STATS",
+    "candidate_dirs",
+    "load_cifar",
+    "make_synthetic",
+    "split_indices",
+    "labelled_subset",
+    "BatchLoader",
+    "Loaders",
+    "get_loaders",
+]
+
+DATA_ENV = "DFKD_DATA"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATS = {  # per-channel mean and std of the training images, in [0, 1]
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+_TV_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No copy of a data set was found (and none could be downloaded)."""
+
+
+@dataclass
+class DatasetArrays:
+    """A data set held as arrays: images ``(N, 32, 32, 3) uint8`` and integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+    name: str
+    source: str
+    synthetic: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _check_name(name: str) -> str:
+    key = name.lower().replace("-", "")
+    if key not in NUM_CLASSES:
+        raise ValueError(f"unknown dataset {name!r}; choose 'cifar10' or 'cifar100'")
+    return key
+
+
+def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for data, in order (see the module docstring)."""
+    dirs = []
+    if root is not None:
+        dirs.append(Path(root))
+    if os.environ.get(DATA_ENV):
+        dirs.append(Path(os.environ[DATA_ENV]))
+    dirs += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    seen, out = set(), []
+    for d in dirs:
+        d = d.expanduser().resolve()
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def _load_npz(path: Path, name: str) -> DatasetArrays:
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in d.files]
+            if missing:
+                raise ValueError(f"{path} lacks the arrays {missing}; see data/README.md for the format")
+            arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            classes = [str(c) for c in d["classes"]] if "classes" in d.files else None
+    except (OSError, EOFError) as e:  # zip errors subclass neither, see below
+        raise ValueError(f"cannot read {path}: {e}") from e
+    except Exception as e:
+        if isinstance(e, ValueError):
+            raise
+        raise ValueError(f"cannot read {path} (corrupt or not an .npz archive): {e}") from e
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+            raise ValueError(f"{path}: x_{split} must be (N, 32, 32, 3) uint8, got {x.shape} {x.dtype}")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"{path}: y_{split} has shape {y.shape}, expected ({x.shape[0]},)")
+    n_cls = NUM_CLASSES[name]
+    classes = classes or [str(i) for i in range(n_cls)]
+    return DatasetArrays(
+        arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"], arrays["y_test"].astype(np.int64),
+        classes, name, str(path),
+    )  # fmt: skip
+
+
+def _load_torchvision(folder: Path, name: str, download: bool) -> DatasetArrays:
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    train = cls(str(folder), train=True, download=download)
+    test = cls(str(folder), train=False, download=download)
+    return DatasetArrays(
+        np.asarray(train.data), np.asarray(train.targets, dtype=np.int64),
+        np.asarray(test.data), np.asarray(test.targets, dtype=np.int64),
+        list(train.classes), name, str(folder / _TV_FOLDERS[name]),
+    )  # fmt: skip
+
+
+def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, download: bool = False) -> DatasetArrays:
+    """Load CIFAR-10 or CIFAR-100 as arrays from the first place that has it.
+
+    Raises:
+        DataNotFoundError: nothing found (and no download asked for, or it failed); the message
+            lists the folders searched and says where to put the data.
+        ValueError: a file was found but is corrupt or has the wrong shapes.
+    """
+    name = _check_name(name)
+    dirs = candidate_dirs(root)
+    if root is not None and not Path(root).expanduser().exists():
+        raise DataNotFoundError(f"data folder {root} does not exist")
+    for d in dirs:
+        npz = d / f"{name}.npz"
+        if npz.is_file():
+            return _load_npz(npz, name)
+        if (d / _TV_FOLDERS[name]).is_dir():
+            return _load_torchvision(d, name, download=False)
+    if download:
+        target = Path(root) if root is not None else REPO_ROOT / "data"
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            return _load_torchvision(target, name, download=True)
+        except Exception as e:  # no network, server down, ...
+            raise DataNotFoundError(f"could not download {name} into {target}: {e}") from e
+    raise DataNotFoundError(
+        f"{name} not found. Looked for {name}.npz or torchvision's {_TV_FOLDERS[name]}/ in: "
+        + ", ".join(str(d) for d in dirs)
+        + f". Put the data in one of them, point {DATA_ENV} at the folder that holds it, "
+        "or pass download=True (--download) when online."
+    )
+
+
+def make_synthetic(
+    num_classes: int = 10, train_per_class: int = 100, test_per_class: int = 20, seed: int = 0
+) -> DatasetArrays:
+    """A small generated stand-in for CIFAR: each class is a random smooth colour pattern,
+    shifted and flipped at random, with noise. Learnable by a small ResNet in a few epochs; used
+    by the tests and by offline builds of the book."""
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(0, 1, size=(num_classes, 3, 6, 6)).astype(np.float32)
+    templates = F.interpolate(torch.from_numpy(templates), size=40, mode="bicubic", align_corners=False).numpy()
+
+    def draw(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.repeat(np.arange(num_classes), per_class)
+        n = len(y)
+        ox, oy = rng.integers(0, 9, n), rng.integers(0, 9, n)
+        x = np.stack([templates[c, :, i : i + 32, j : j + 32] for c, i, j in zip(y, oy, ox)])
+        flip = rng.random(n) < 0.5
+        x[flip] = x[flip, :, :, ::-1]
+        x = x + rng.normal(0, 0.15, size=x.shape).astype(np.float32)
+        x = np.clip(x * 255, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x), y.astype(np.int64)
+
+    x_tr, y_tr = draw(train_per_class)
+    x_te, y_te = draw(test_per_class)
+    name = "cifar10" if num_classes == 10 else "cifar100" if num_classes == 100 else f"synthetic{num_classes}"
+    classes = [f"class{i}" for i in range(num_classes)]
+    return DatasetArrays(x_tr, y_tr, x_te, y_te, classes, name, f"generated (seed {seed})", synthetic=True)
+
+
+def split_indices(labels: np.ndarray, val_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class-stratified, seeded split of a training set into ``(train, val)`` index arrays."""
+    n = len(labels)
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
+    if val_size == 0:
+        return np.arange(n), np.arange(0)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), val_size // len(classes))
+    per_class[: val_size % len(classes)] += 1
+    val = []
+    for c, k in zip(classes, per_class):
+        idx = np.flatnonzero(labels == c)
+        val.append(rng.choice(idx, size=min(k, len(idx) - 1), replace=False))
+    val = np.sort(np.concatenate(val))
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val
+
+
+def labelled_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask of a seeded, class-balanced labelled subset (at least one image a class)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"labelled fraction must be in (0, 1], got {fraction}")
+    mask = np.zeros(len(labels), dtype=bool)
+    if fraction == 1:
+        mask[:] = True
+        return mask
+    rng = np.random.default_rng(seed + 1)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = max(1, round(fraction * len(idx)))
+        mask[rng.choice(idx, size=k, replace=False)] = True
+    return mask
+
+
+class BatchLoader:
+    """Batches of normalised ``float32`` images from a ``uint8`` tensor, augmented as a whole.
+
+    Augmentation (training): zero-pad 4 pixels, random 32x32 crop, random horizontal flip. The
+    order and the augmentation of epoch ``e`` depend only on ``(seed, e)`` (see :meth:`set_epoch`),
+    so a resumed run sees exactly the batches an uninterrupted one would. With ``world_size > 1``
+    each rank gets an equal, disjoint share of every epoch (for DistributedDataParallel).
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        shuffle: bool = False,
+        augment: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        max_batches: int | None = None,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a (N, 3, H, W) uint8 tensor, got {tuple(images.shape)} {images.dtype}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
+        self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
+        self.seed, self.epoch = seed, 0
+        self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
+        self.max_batches = max_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and augmentation the next iteration uses."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.images) // self.world_size
+        full = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return full if self.max_batches is None else min(full, self.max_batches)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.images)
+
+    def _order(self, g: torch.Generator) -> Tensor:
+        n = len(self.images)
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        per_rank = n // self.world_size
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank] if self.world_size > 1 else order
+
+    def _augment(self, x: Tensor, g: torch.Generator) -> Tensor:
+        b, _, h, w = x.shape
+        xp = F.pad(x, (4, 4, 4, 4))
+        oy = torch.randint(0, 9, (b,), generator=g).to(self.device)
+        ox = torch.randint(0, 9, (b,), generator=g).to(self.device)
+        rows = (oy[:, None] + torch.arange(h, device=self.device))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=self.device))[:, None, None, :]
+        bi = torch.arange(b, device=self.device)[:, None, None, None]
+        ci = torch.arange(3, device=self.device)[None, :, None, None]
+        x = xp[bi, ci, rows, cols]
+        flip = (torch.rand(b, generator=g) < 0.5).to(self.device)
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + self.rank)
+        order = self._order(g).to(self.device)
+        for k in range(len(self)):
+            idx = order[k * self.batch_size : (k + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = self._augment(x, g)
+            x = (x.float() - self.mean) / self.std
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]
+
+
+@dataclass
+class Loaders:
+    """Train, validation and test loaders of one data set, with what describes them."""
+
+    train: BatchLoader
+    val: BatchLoader | None
+    test: BatchLoader
+    classes: list[str]
+    source: str
+    synthetic: bool
+    num_labelled: int
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def get_loaders(
+    dataset: str | DatasetArrays = "cifar10",
+    root: str | os.PathLike | None = None,
+    batch_size: int = 128,
+    eval_batch_size: int = 500,
+    val_size: int = 5000,
+    labelled_fraction: float = 1.0,
+    split_seed: int = 0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    download: bool = False,
+    augment: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    max_train_batches: int | None = None,
+) -> Loaders:
+    """Loaders for training (shuffled, augmented), validation and test.
+
+    Args:
+        dataset: ``"cifar10"``, ``"cifar100"``, or a :class:`DatasetArrays` (e.g. from
+            :func:`make_synthetic`).
+        val_size: images held out of the training set for validation (stratified, chosen by
+            ``split_seed`` so that runs with different ``seed`` share one split).
+        labelled_fraction: fraction of the remaining training images that keep their label
+            (class-balanced, chosen by ``split_seed``); the others get label ``-1``.
+        seed: the run's seed for shuffling and augmentation.
+        batch_size: global batch size; each of ``world_size`` ranks gets ``batch_size // world_size``.
+    """
+    arrays = dataset if isinstance(dataset, DatasetArrays) else load_cifar(dataset, root, download)
+    mean, std = STATS.get(arrays.name, STATS["cifar10"])
+    train_idx, val_idx = split_indices(arrays.y_train, val_size, split_seed)
+    y_train = arrays.y_train[train_idx].copy()
+    mask = labelled_subset(y_train, labelled_fraction, split_seed)
+    y_train[~mask] = -1
+
+    def tensor(x: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    common = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the number of processes {world_size}")
+    train = BatchLoader(
+        tensor(arrays.x_train[train_idx]), torch.from_numpy(y_train), batch_size // world_size,
+        shuffle=True, augment=augment, drop_last=True, seed=seed, rank=rank, world_size=world_size,
+        max_batches=max_train_batches, **common,
+    )  # fmt: skip
+    val = None
+    if len(val_idx):
+        val = BatchLoader(tensor(arrays.x_train[val_idx]), torch.from_numpy(arrays.y_train[val_idx]), eval_batch_size, **common)
+    test = BatchLoader(tensor(arrays.x_test), torch.from_numpy(arrays.y_test), eval_batch_size, **common)
+    sizes = {"train": len(train_idx), "val": len(val_idx), "test": len(arrays.y_test), "labelled": int(mask.sum())}
+    return Loaders(train, val, test, arrays.classes, arrays.source, arrays.synthetic, int(mask.sum()), sizes)

@@ -1,0 +1,152 @@
+"""Losses: cross-entropy, Hinton KD, flow (FSP) transfer, attention transfer, adversarial.
+
+Conventions (documented because libraries differ):
+
+* :func:`flow_loss` with ``reduction="sum"`` (the default, Yim et al.) is, for each flow item,
+  the squared Frobenius distance ``||G_T - G_S||^2`` summed over the matrix entries and averaged
+  over the batch, then summed over items with equal weights. ``reduction="mean"`` averages over
+  the entries instead of summing them (RepDistiller's scale).
+* Adversarial losses take lists of discriminator logits, one tensor per flow item, and sum the
+  per-item losses (each averaged over the batch). The teacher's flows are *real*, the student's
+  *fake*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "GAN_LOSSES",
+    "cross_entropy",
+    "kd_loss",
+    "flow_loss",
+    "attention_map",
+    "at_loss",
+    "discriminator_loss",
+    "generator_loss",
+    "discriminator_accuracy",
+]
+
+GAN_LOSSES = ("bce", "lsgan", "hinge")
+
+
+def cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1) -> Tensor:
+    """Mean cross-entropy over the labelled examples; labels equal to ``ignore_index`` are
+    unlabelled. Returns 0 (with a gradient path) when a batch has no labelled example."""
+    mask = labels != ignore_index
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[mask], labels[mask])
+
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0) -> Tensor:
+    """Hinton et al.'s distillation loss ``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    t = temperature
+    log_p_s = F.log_softmax(student_logits / t, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / t, dim=1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
+
+
+def flow_loss(teacher_flows: Sequence[Tensor], student_flows: Sequence[Tensor], reduction: str = "sum") -> Tensor:
+    """Euclidean flow loss summed over items (see the module docstring for the reduction).
+
+    Raises:
+        ValueError: if the lists differ in length or an item's matrices differ in shape.
+    """
+    if len(teacher_flows) != len(student_flows):
+        raise ValueError(f"{len(teacher_flows)} teacher flow items but {len(student_flows)} student items")
+    if not teacher_flows:
+        raise ValueError("no flow items given")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"unknown reduction {reduction!r}; choose 'sum' or 'mean'")
+    total = student_flows[0].new_zeros(())
+    for k, (gt, gs) in enumerate(zip(teacher_flows, student_flows)):
+        if gt.shape != gs.shape:
+            raise ValueError(f"flow item {k}: teacher matrix {tuple(gt.shape)} but student matrix {tuple(gs.shape)}")
+        sq = (gt.detach().float() - gs.float()).pow(2).flatten(1)
+        per_example = sq.sum(1) if reduction == "sum" else sq.mean(1)
+        total = total + per_example.mean()
+    return total
+
+
+def attention_map(f: Tensor) -> Tensor:
+    """Zagoruyko & Komodakis' spatial attention: channel mean of ``f^2``, flattened, L2-normalised."""
+    return F.normalize(f.float().pow(2).mean(1).flatten(1), dim=1)
+
+
+def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) -> Tensor:
+    """Attention transfer: sum over feature pairs of the mean squared difference of attention
+    maps (multiply by ``beta``, conventionally 1000, in the objective)."""
+    if len(teacher_feats) != len(student_feats) or not teacher_feats:
+        raise ValueError("at_loss needs equally many (and at least one) teacher and student maps")
+    total = student_feats[0].new_zeros((), dtype=torch.float32)
+    for k, (ft, fs) in enumerate(zip(teacher_feats, student_feats)):
+        if ft.shape[-2:] != fs.shape[-2:]:
+            raise ValueError(f"pair {k}: teacher map {tuple(ft.shape)} and student map {tuple(fs.shape)} differ in size")
+        total = total + (attention_map(ft.detach()) - attention_map(fs)).pow(2).mean()
+    return total
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"unknown GAN loss {kind!r}; choose one of {GAN_LOSSES}")
+
+
+def discriminator_loss(real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "bce") -> Tensor:
+    """Discriminator loss summed over flow items: teacher flows real, student flows fake.
+
+    * ``bce``: ``BCE(D(G_T), 1) + BCE(D(G_S), 0)`` (Goodfellow et al.)
+    * ``lsgan``: ``0.5 (D(G_T) - 1)^2 + 0.5 D(G_S)^2`` (Mao et al.)
+    * ``hinge``: ``relu(1 - D(G_T)) + relu(1 + D(G_S))`` (Lim & Ye)
+    """
+    _check_kind(kind)
+    total = real_logits[0].new_zeros(())
+    for real, fake in zip(real_logits, fake_logits, strict=True):
+        if kind == "bce":
+            loss = F.binary_cross_entropy_with_logits(
+                real, torch.ones_like(real)
+            ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        elif kind == "lsgan":
+            loss = 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+        else:
+            loss = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        total = total + loss
+    return total
+
+
+def generator_loss(fake_logits: Sequence[Tensor], kind: str = "bce") -> Tensor:
+    """Student's adversarial loss summed over flow items: make the discriminators call its flows real.
+
+    * ``bce``: non-saturating ``BCE(D(G_S), 1)``
+    * ``lsgan``: ``0.5 (D(G_S) - 1)^2``
+    * ``hinge``: ``-D(G_S)``
+    """
+    _check_kind(kind)
+    total = fake_logits[0].new_zeros(())
+    for fake in fake_logits:
+        if kind == "bce":
+            loss = F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+        elif kind == "lsgan":
+            loss = 0.5 * (fake - 1).pow(2).mean()
+        else:
+            loss = -fake.mean()
+        total = total + loss
+    return total
+
+
+def discriminator_accuracy(real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "bce") -> tuple[float, float]:
+    """Fraction of teacher flows called real and of student flows called fake, over all items.
+
+    The decision threshold is 0 for ``bce`` and ``hinge`` and 0.5 for ``lsgan`` (targets 0 and 1).
+    """
+    _check_kind(kind)
+    thr = 0.5 if kind == "lsgan" else 0.0
+    real = torch.cat([r.detach().flatten() for r in real_logits])
+    fake = torch.cat([f.detach().flatten() for f in fake_logits])
+    return float((real > thr).float().mean()), float((fake < thr).float().mean())
