@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from .train import train
 
-            train(build_config(args))
+            train(build_config(args), progress=sys.stderr.isatty())
         elif args.command == "train-teacher":
             fixed = {"method": "scratch", "student": args.arch}
             train_cfg = build_config(args, fixed)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 train_cfg.out_dir = f"runs/teacher-{args.arch}-{train_cfg.dataset}-s{train_cfg.seed}"
             from .train import train
 
-            train(train_cfg)
+            train(train_cfg, progress=sys.stderr.isatty())
         elif args.command == "evaluate":
             import torch
 
