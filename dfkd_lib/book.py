@@ -1,0 +1,256 @@
+"""A small helper for the book's chapters (in the spirit of d2l's ``d2l`` module).
+
+Every chapter starts with::
+
+    PROFILE = None  # "quick" (CPU, minutes) or "full" (GPU, paper-scale); None picks by hardware
+    ch = book.setup(PROFILE)
+
+:func:`setup` seeds everything, picks the device, loads the data and returns a
+:class:`Chapter` holding the *profile knobs* (epochs, batches per epoch, test images
+evaluated, ...) that the chapter's experiments use, so that the same cells run in minutes on
+a CPU (``quick``) or at paper scale on a GPU (``full``).
+
+Environment variables:
+
+``DFKD_PROFILE``
+    the profile when ``setup`` is given none (default: ``full`` on CUDA, else ``quick``).
+``DFKD_REQUIRE_DATA``
+    ``1`` makes a missing CIFAR-10 an error instead of falling back to generated data (CI sets it).
+``DFKD_TEACHER``
+    a teacher model/checkpoint file, used when no pretrained teacher is shipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import DATA_ENV, DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_cifar, make_synthetic
+from .models import CifarResNet
+from .train import TrainConfig, config_for, pick_device
+
+__all__ = ["PROFILES", "TEACHER_NAME", "Chapter", "setup", "in_colab"]
+
+PROFILES = ("quick", "full")
+TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
+
+#: Knobs of each profile. ``quick``: each chapter runs in about 3 minutes on a 2-core CPU with
+#: the real CIFAR-10. ``full``: paper scale (Yim et al. trained 64k iterations at batch 128,
+#: about 180 epochs of the 45k training images; three seeds for every reported number).
+_KNOBS: dict[str, dict[str, Any]] = {
+    "quick": {"epochs": 2, "max_train_batches": 60, "eval_size": 2000, "seeds": (0,)},
+    "full": {"epochs": 180, "max_train_batches": None, "eval_size": None, "seeds": (0, 1, 2)},
+}
+
+
+def in_colab() -> bool:
+    """Whether this code runs inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Chapter:
+    """What a chapter needs: the profile, the device, the data and the profile's knobs.
+
+    Attributes:
+        profile: ``"quick"`` or ``"full"``.
+        device: where models and data live.
+        data: CIFAR-10 as arrays (or generated stand-in data, see ``synthetic``).
+        in_colab: running inside Google Colab.
+        seed: the seed everything was seeded with.
+        epochs: epochs of a chapter's training runs.
+        max_train_batches: batches per epoch (``None``: the whole training split).
+        eval_size: test images used for evaluation (``None``: all of them); a seeded random
+            subset, because the test set is stored sorted by class.
+        seeds: seeds of repeated runs.
+        batch_size: training batch size.
+        val_size: training images held out for validation.
+    """
+
+    profile: str
+    device: torch.device
+    data: DatasetArrays
+    in_colab: bool = False
+    seed: int = 0
+    epochs: int = 2
+    max_train_batches: int | None = None
+    eval_size: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    batch_size: int = 128
+    val_size: int = 5000
+    _teacher: CifarResNet | None = field(default=None, repr=False)
+    _teacher_spec: str | None = field(default=None, repr=False)
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the data are generated instead of CIFAR-10."""
+        return self.data.synthetic
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    # --- data ---------------------------------------------------------------------------------
+    def eval_data(self) -> DatasetArrays:
+        """The data with the test set cut to ``eval_size`` images (a seeded, random subset)."""
+        n = len(self.data.y_test)
+        if self.eval_size is None or self.eval_size >= n:
+            return self.data
+        idx = np.sort(np.random.default_rng(self.seed).permutation(n)[: self.eval_size])
+        return dataclasses.replace(self.data, x_test=self.data.x_test[idx], y_test=self.data.y_test[idx])
+
+    def loaders(self, **overrides: Any) -> Loaders:
+        """Train/validation/test loaders with the profile's knobs (``overrides`` win)."""
+        kw: dict[str, Any] = dict(
+            batch_size=self.batch_size, val_size=self.val_size, seed=self.seed, device=self.device,
+            channels_last=True, max_train_batches=self.max_train_batches,
+        )  # fmt: skip
+        kw.update(overrides)
+        return get_loaders(self.eval_data(), **kw)
+
+    # --- teacher ------------------------------------------------------------------------------
+    def teacher(self) -> CifarResNet:
+        """The chapter's teacher, frozen and in eval mode on the device.
+
+        The pretrained ``resnet26_cifar10`` when the package ships it, else the model file in
+        ``$DFKD_TEACHER``; otherwise a :class:`FileNotFoundError` that says what to do.
+        """
+        if self._teacher is None:
+            from . import pretrained
+
+            if TEACHER_NAME in pretrained.available():
+                spec, model = TEACHER_NAME, pretrained.load_pretrained(TEACHER_NAME)
+            elif os.environ.get("DFKD_TEACHER"):
+                spec = os.path.abspath(os.path.expanduser(os.environ["DFKD_TEACHER"]))
+                model = pretrained.load_teacher(spec)
+            else:
+                raise FileNotFoundError(
+                    f"no teacher: the pretrained {TEACHER_NAME!r} is not shipped with this copy of dfkd_lib "
+                    f"(available: {pretrained.available() or 'none'}) and DFKD_TEACHER is not set. Train one with "
+                    "`python -m dfkd_lib train-teacher --arch resnet26 --out runs/teacher-resnet26` and set "
+                    "DFKD_TEACHER=runs/teacher-resnet26/model.pt (or its checkpoint.pt)."
+                )
+            model = model.to(self.device).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._teacher, self._teacher_spec = model, spec
+        return self._teacher
+
+    @property
+    def teacher_spec(self) -> str:
+        """What :meth:`teacher` loaded: the pretrained name or the file path."""
+        self.teacher()
+        return self._teacher_spec  # type: ignore[return-value]
+
+    @property
+    def teacher_source(self) -> str:
+        """A phrase for the prose: where the teacher came from."""
+        spec = self.teacher_spec
+        if spec == TEACHER_NAME:
+            return f"the pretrained `{TEACHER_NAME}` shipped with `dfkd_lib`"
+        return "a teacher checkpoint given by the `DFKD_TEACHER` environment variable"
+
+    # --- training -----------------------------------------------------------------------------
+    def config(self, method: str, **overrides: Any) -> TrainConfig:
+        """:func:`~dfkd_lib.config_for` with the profile's epochs, batches and device filled in.
+
+        Pass the result to ``train(cfg, loaders=ch.loaders(), teacher=ch.teacher())``.
+        """
+        kw: dict[str, Any] = dict(
+            epochs=self.epochs, max_train_batches=self.max_train_batches, batch_size=self.batch_size,
+            val_size=self.val_size, seed=self.seed, device=str(self.device), out_dir=None,
+        )  # fmt: skip
+        if method != "scratch":
+            kw["teacher"] = self.teacher_spec
+        kw.update(overrides)
+        return config_for(method, **kw)
+
+    def describe(self) -> str:
+        """One line saying what this chapter runs with."""
+        data = "generated stand-in data (NOT CIFAR-10)" if self.synthetic else "CIFAR-10"
+        batches = "all" if self.max_train_batches is None else str(self.max_train_batches)
+        evals = "all" if self.eval_size is None else str(self.eval_size)
+        return (
+            f"profile {self.profile} | device {self.device} ({torch.get_num_threads()} CPU threads) | data {data} "
+            f"| epochs {self.epochs}, batches/epoch {batches}, test images evaluated {evals}"
+        )
+
+
+def _warn_generated(reason: str) -> None:
+    """A visible warning box in the page: the numbers below come from generated data."""
+    msg = (
+        "CIFAR-10 was not found, so this page was built on <b>generated stand-in data</b> "
+        "(<code>dfkd_lib.make_synthetic</code>), <b>not CIFAR-10</b>. Images, accuracies and "
+        "every other number on this page say nothing about CIFAR-10. " + html.escape(reason)
+    )
+    box = (
+        '<div class="admonition warning" style="border-left:6px solid #e65100;background:#fff3e0;'
+        'padding:0.6em 1em;margin:0.5em 0;color:#222">'
+        '<p class="admonition-title" style="font-weight:bold;margin:0 0 0.3em 0">'
+        "Warning: generated data, not CIFAR-10</p>"
+        f"<p style='margin:0'>{msg}</p></div>"
+    )
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            display(HTML(box))
+            return
+    except ImportError:
+        pass
+    print("WARNING: CIFAR-10 not found; using generated stand-in data, not CIFAR-10. " + reason)
+
+
+def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Chapter:
+    """Seed everything, pick the device and profile, load the data: a chapter's first call.
+
+    Args:
+        profile: ``"quick"`` or ``"full"``; ``None`` takes ``$DFKD_PROFILE``, else ``full`` on
+            CUDA and ``quick`` otherwise.
+        seed: seed of Python's, NumPy's and PyTorch's generators.
+        verbose: print one line describing the setup.
+
+    Raises:
+        DataNotFoundError: CIFAR-10 is missing and ``DFKD_REQUIRE_DATA=1``.
+        ValueError: an unknown profile.
+    """
+    device = pick_device("auto")
+    if profile is None:
+        profile = os.environ.get("DFKD_PROFILE") or ("full" if device.type == "cuda" else "quick")
+    profile = profile.strip().lower()
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    _seed_everything(seed)
+
+    from . import plots
+
+    plots.set_style()
+
+    knobs = dict(_KNOBS[profile])
+    try:
+        data = load_cifar("cifar10")
+    except DataNotFoundError:
+        if os.environ.get("DFKD_REQUIRE_DATA") == "1":
+            raise
+        data = make_synthetic(10, train_per_class=500, test_per_class=100, seed=seed)
+        knobs["val_size"] = 500
+        _warn_generated(f"To build it on CIFAR-10, put cifar10.npz into data/ or point {DATA_ENV} at its folder.")
+    ch = Chapter(profile=profile, device=device, data=data, in_colab=in_colab(), seed=seed, **knobs)
+    if verbose:
+        print(ch.describe())
+    return ch

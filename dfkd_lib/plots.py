@@ -1,0 +1,418 @@
+"""Figures for the book: flow matrices, pair sets, training curves and images.
+
+Every function draws with matplotlib and returns the :class:`~matplotlib.figure.Figure`, so a
+chapter can save it or adjust it. Figures use constrained layout, so titles, labels and
+colour bars do not overlap. :func:`set_style` (called by :func:`dfkd_lib.book.setup`) sets
+readable font sizes for all figures of a session.
+
+In a notebook, assign the result (``fig = plot_history(...)``) or end the line with ``;``:
+the inline backend already shows the figure, and a bare returned Figure would be shown twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Arc
+
+__all__ = [
+    "STAGE_COLORS",
+    "set_style",
+    "plot_flow_matrix",
+    "plot_flow_pair",
+    "plot_flow_grid",
+    "plot_pair_diagram",
+    "plot_history",
+    "show_images",
+]
+
+#: Colour of each tap stage: stem, stage 1, stage 2, stage 3 (colour-blind safe, Okabe-Ito).
+STAGE_COLORS = ("#555555", "#0072B2", "#E69F00", "#009E73")
+
+_STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 13,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "image.interpolation": "nearest",
+}
+
+
+def set_style() -> None:
+    """Readable defaults for every figure of this session (font sizes, resolution, spines)."""
+    plt.rcParams.update(_STYLE)
+
+
+def _to_numpy(g: Any) -> np.ndarray:
+    """A 2-d array from a ``(m, n)`` or batched ``(B, m, n)`` tensor/array (batch-averaged)."""
+    if hasattr(g, "detach"):
+        g = g.detach().float().cpu().numpy()
+    g = np.asarray(g, dtype=np.float64)
+    if g.ndim == 3:
+        g = g.mean(0)
+    if g.ndim != 2:
+        raise ValueError(f"a flow matrix must be (m, n) or (B, m, n), got shape {g.shape}")
+    return g
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def _heatmap(
+    ax: Axes,
+    g: np.ndarray,
+    title: str | None,
+    diverging: bool,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+    labels: bool = True,
+    cmap: str | None = None,
+    aspect: str = "equal",
+):
+    if diverging:
+        lim = max(abs(float(np.nanmin(g))), abs(float(np.nanmax(g))), 1e-12) if vmax is None else vmax
+        vmin, vmax = -lim, lim
+        cmap = cmap or "RdBu_r"
+    else:
+        cmap = cmap or "viridis"
+    im = ax.imshow(g, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect)
+    if title:
+        ax.set_title(title)
+    if labels:
+        ax.set_xlabel("channel $j$ of the later map")
+        ax.set_ylabel("channel $i$ of the earlier map")
+    m, n = g.shape
+    ax.set_xticks(_ticks(n))
+    ax.set_yticks(_ticks(m))
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(True)
+    if colorbar:
+        cb = ax.figure.colorbar(im, ax=ax, shrink=0.85, pad=0.02)
+        cb.ax.tick_params(labelsize=9)
+    return im
+
+
+def _ticks(n: int) -> list[int]:
+    step = 1 if n <= 8 else 4 if n <= 16 else 8 if n <= 32 else 16
+    return list(range(0, n, step))
+
+
+def plot_flow_matrix(
+    G: Any,
+    ax: Axes | None = None,
+    title: str | None = "FSP matrix",
+    diverging: bool = False,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+) -> Figure:
+    """Heatmap of one flow (FSP) matrix with a colour bar.
+
+    Args:
+        G: ``(m, n)`` matrix, or ``(B, m, n)`` (averaged over the batch); tensor or array.
+        ax: axes to draw into (default: a new figure).
+        title: axes title.
+        diverging: a symmetric red-blue map centred on 0 (for differences) instead of viridis.
+        vmin, vmax: colour limits (``vmax`` alone sets the symmetric limit of a diverging map).
+        colorbar: draw a colour bar.
+    """
+    g = _to_numpy(G)
+    fig, ax = _new_axes(ax, (4.6, 3.9))
+    _heatmap(ax, g, title, diverging, vmin, vmax, colorbar)
+    return fig
+
+
+def plot_flow_pair(
+    G_teacher: Any,
+    G_student: Any,
+    title: str | None = None,
+    names: tuple[str, str] = ("teacher", "student"),
+) -> Figure:
+    """Teacher | student | difference (teacher minus student) of one flow item.
+
+    Teacher and student share one colour scale, so their panels can be compared by eye; the
+    difference uses a diverging map centred on 0. The squared Frobenius distance
+    ``||G_T - G_S||^2`` (the FSP loss of this item, batch-averaged matrices) is in the third title.
+    """
+    gt, gs = _to_numpy(G_teacher), _to_numpy(G_student)
+    if gt.shape != gs.shape:
+        raise ValueError(f"teacher matrix {gt.shape} and student matrix {gs.shape} differ in shape")
+    lo, hi = float(min(gt.min(), gs.min())), float(max(gt.max(), gs.max()))
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.0), layout="constrained")
+    _heatmap(axes[0], gt, names[0], False, lo, hi, colorbar=False)
+    im = _heatmap(axes[1], gs, names[1], False, lo, hi, colorbar=False)
+    axes[1].set_ylabel("")
+    cb = fig.colorbar(im, ax=axes[:2], shrink=0.85, pad=0.02)
+    cb.ax.tick_params(labelsize=9)
+    diff = gt - gs
+    _heatmap(axes[2], diff, f"{names[0]} − {names[1]}\n" + rf"$\|\Delta\|^2$ = {float((diff**2).sum()):.3g}", True)
+    axes[2].set_ylabel("")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_flow_grid(
+    flows: Sequence[Any],
+    names: Sequence[str] | None = None,
+    ncols: int | None = None,
+    diverging: bool = False,
+    title: str | None = None,
+    panel_size: float = 2.7,
+) -> Figure:
+    """A grid of flow items (e.g. every item of a dense flow), one heatmap and colour bar each.
+
+    Args:
+        flows: ``(m, n)`` or ``(B, m, n)`` matrices.
+        names: a title for each item (e.g. ``FlowPlan.names``).
+        ncols: panels per row (default: up to 6).
+        diverging: use a diverging map (for differences).
+        title: figure title.
+        panel_size: width of one panel in inches.
+    """
+    mats = [_to_numpy(g) for g in flows]
+    if not mats:
+        raise ValueError("no flow items to plot")
+    names = list(names) if names is not None else [f"item {k}" for k in range(len(mats))]
+    if len(names) != len(mats):
+        raise ValueError(f"{len(mats)} flow items but {len(names)} names")
+    ncols = ncols or min(6, len(mats))
+    nrows = math.ceil(len(mats) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size * ncols + 0.6, panel_size * 0.95 * nrows + (0.5 if title else 0.2)),
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    for k, ax in enumerate(axes.flat):
+        if k >= len(mats):
+            ax.set_visible(False)
+            continue
+        g = mats[k]
+        _heatmap(ax, g, None, diverging, labels=False, aspect="auto")  # square panels for any m x n
+        ax.set_title(f"{names[k]}  ({g.shape[0]}×{g.shape[1]})", fontsize=10)
+        ax.tick_params(labelsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _arc_top(a: int, b: int) -> float:
+    return 0.3 * (b - a) + 0.1  # half the height of the arc from tap a to tap b
+
+
+def _draw_pairs(
+    ax: Axes,
+    tap_names: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    tap_stages: Sequence[int],
+    title: str | None,
+    top: float,
+) -> None:
+    num = len(tap_names)
+    for a, b in pairs:
+        ax.add_patch(
+            Arc(((a + b) / 2, 0), b - a, 2 * _arc_top(a, b), theta1=0, theta2=180, lw=1.6, color="#444444", alpha=0.75)
+        )
+    ax.plot([0, num - 1], [0, 0], color="#BBBBBB", lw=1.0, zorder=1)
+    colors = [STAGE_COLORS[s % len(STAGE_COLORS)] for s in tap_stages]
+    ax.scatter(np.arange(num), np.zeros(num), s=150, c=colors, zorder=3, edgecolors="white", linewidths=1.5)
+    rotate = num > 5
+    for x, name in enumerate(tap_names):
+        ax.text(x, -0.14, name, ha="right" if rotate else "center", va="top", rotation=40 if rotate else 0,
+                rotation_mode="anchor", fontsize=10)  # fmt: skip
+    ax.set_xlim(-0.5, num - 0.5)
+    ax.set_ylim(-_label_room(tap_names), top + 0.1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    label = f"{title}: " if title else ""
+    ax.set_title(f"{label}{len(pairs)} item{'s' if len(pairs) != 1 else ''}")
+
+
+def _label_room(tap_names: Sequence[str]) -> float:
+    return 0.75 if len(tap_names) > 5 else 0.45
+
+
+def plot_pair_diagram(
+    tap_names: Sequence[str],
+    pairs: Sequence[tuple[int, int]] | Mapping[str, Sequence[tuple[int, int]]],
+    tap_stages: Sequence[int],
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Taps as dots along a line (coloured by stage), flow items as arcs between them.
+
+    Args:
+        tap_names: name of each tap (e.g. ``model.tap_names()``).
+        pairs: one list of ``(a, b)`` tap-index pairs, or a mapping ``{name: pairs}`` (e.g.
+            ``{"sparse": ..., "chain": ..., "dense": ...}``) drawn side by side on one scale.
+        tap_stages: stage of each tap (0 for the stem), e.g. ``model.tap_stages``.
+        title: title of a single diagram (a mapping uses its keys).
+        ax: axes for a single diagram.
+    """
+    if len(tap_names) != len(tap_stages):
+        raise ValueError(f"{len(tap_names)} tap names but {len(tap_stages)} tap stages")
+    sets = dict(pairs) if isinstance(pairs, Mapping) else {title: pairs}
+    sets = {k: [(int(p[0]), int(p[1])) for p in v] for k, v in sets.items()}
+    n, num = len(sets), len(tap_names)
+    if ax is not None and n > 1:
+        raise ValueError("ax can only be given for a single pair set")
+    top = max([_arc_top(a, b) for ps in sets.values() for a, b in ps] + [0.3])
+    if ax is None:
+        panel_w = max(3.0, 0.65 * num)  # inches per panel
+        unit = panel_w / num
+        height = unit * (top + 0.1 + _label_room(tap_names)) + 1.0  # + title and legend
+        fig, axes = plt.subplots(
+            1, n, figsize=(panel_w * n + 0.3 * (n - 1), height), layout="constrained", squeeze=False
+        )
+        axes = list(axes.flat)
+    else:
+        fig, axes = ax.figure, [ax]
+    for ax_, (name, ps) in zip(axes, sets.items()):
+        _draw_pairs(ax_, tap_names, ps, tap_stages, name, top)
+    used = sorted(set(tap_stages))
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", ms=9, color=STAGE_COLORS[s % len(STAGE_COLORS)],
+                   label="stem" if s == 0 else f"stage {s}")
+        for s in used
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return fig
+
+
+_GROUPS = (
+    ("loss", "loss (per image)", lambda k: k.startswith("loss_")),
+    ("acc", "accuracy (%)", lambda k: k in ("train_acc", "val_acc", "test_acc")),
+    ("disc", "discriminator accuracy (%)", lambda k: k in ("d_acc_real", "d_acc_fake")),
+)
+_NICE = {
+    "loss_ce": "cross-entropy", "loss_kd": "KD", "loss_flow": "flow", "loss_adv": "adversarial",
+    "loss_at": "attention", "loss_total": "total", "loss_disc": "discriminator",
+    "train_acc": "train", "val_acc": "validation", "test_acc": "test",
+    "d_acc_real": "teacher flows called real", "d_acc_fake": "student flows called fake",
+}  # fmt: skip
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def plot_history(
+    history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
+    keys: Sequence[str] | None = None,
+    title: str | None = None,
+    panel_size: tuple[float, float] = (4.6, 3.4),
+) -> Figure:
+    """Training curves from :func:`dfkd_lib.train` histories (one record per epoch).
+
+    One panel per kind of quantity found: losses, accuracies, discriminator accuracy.
+
+    Args:
+        history: one run's history, or ``{label: history}`` to compare runs (one colour per
+            run, one line style per quantity).
+        keys: the record keys to plot (default: every loss, accuracy and discriminator
+            accuracy present).
+        title: figure title.
+    """
+    runs = dict(history) if isinstance(history, Mapping) else {None: history}
+    runs = {k: list(v) for k, v in runs.items()}
+    if not runs or not any(runs.values()):
+        raise ValueError("empty history")
+    present = [k for h in runs.values() for rec in h for k in rec]
+    present = list(dict.fromkeys(present))
+    if keys is None:
+        keys = [k for k in present if any(test(k) for _, _, test in _GROUPS)]
+    groups = [(name, ylabel, [k for k in keys if test(k)]) for name, ylabel, test in _GROUPS]
+    groups = [g for g in groups if g[2]]
+    if not groups:
+        raise ValueError(f"none of the keys {list(keys)} is a loss or accuracy; the history has {present}")
+    n = len(groups)
+    fig, axes = plt.subplots(1, n, figsize=(panel_size[0] * n, panel_size[1]), layout="constrained", squeeze=False)
+    run_colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (_, ylabel, gkeys) in zip(axes.flat, groups):
+        for r, (label, h) in enumerate(runs.items()):
+            for i, k in enumerate(gkeys):
+                pts = [(rec["epoch"], rec[k]) for rec in h if k in rec and rec[k] is not None]
+                if not pts:
+                    continue
+                x, y = zip(*pts)
+                if label is None:
+                    color, ls, name = run_colors[i % len(run_colors)], "-", _NICE.get(k, k)
+                else:
+                    color, ls = run_colors[r % len(run_colors)], _LINESTYLES[i % len(_LINESTYLES)]
+                    name = f"{label}: {_NICE.get(k, k)}" if len(gkeys) > 1 else str(label)
+                ax.plot(x, y, ls=ls, color=color, marker="o", ms=4, lw=1.8, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def show_images(
+    x: Any,
+    labels: Sequence[int] | None = None,
+    classes: Sequence[str] | None = None,
+    ncols: int = 10,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    size: float = 1.25,
+    title: str | None = None,
+) -> Figure:
+    """A grid of images with their class names.
+
+    Args:
+        x: ``(N, 32, 32, 3) uint8`` images (as stored), or a ``(N, 3, H, W)`` float tensor;
+            give ``mean`` and ``std`` to undo the normalisation of a loader's batch.
+        labels: class index of each image.
+        classes: class names (default: the indices).
+        ncols: images per row.
+        size: inches per image.
+    """
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"images must be 4-d, got shape {x.shape}")
+    if x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = x.transpose(0, 2, 3, 1)
+    if x.dtype != np.uint8:
+        x = x.astype(np.float64)
+        if mean is not None and std is not None:
+            x = x * np.asarray(std) + np.asarray(mean)
+        x = np.clip(x, 0, 1)
+    n = len(x)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, (size + 0.3) * nrows + (0.3 if title else 0)), layout="constrained",
+        squeeze=False,
+    )  # fmt: skip
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(x[k], interpolation="nearest")
+        if labels is not None:
+            y = int(labels[k])
+            ax.set_title(classes[y] if classes is not None else str(y), fontsize=9, pad=3)
+    if title:
+        fig.suptitle(title)
+    return fig
