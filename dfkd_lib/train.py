@@ -512,7 +512,7 @@ class _Run:
         bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()))]
         last = f"; the last good checkpoint is {self.out / 'checkpoint.pt'}" if self.out and self.start_epoch + epoch > 0 else ""
         raise NonFiniteLossError(
-            f"loss term {bad[0]!r} became {float(terms[bad[0]])} at epoch {epoch + 1}, step {step + 1}{last}"
+            f"loss term {bad[0]!r} became {float(terms[bad[0]].detach())} at epoch {epoch + 1}, step {step + 1}{last}"
         )
 
 
