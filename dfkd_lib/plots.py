@@ -30,6 +30,9 @@ __all__ = [
     "plot_pair_diagram",
     "plot_history",
     "show_images",
+    "plot_tap_alignment",
+    "plot_gram_blocks",
+    "plot_grouped_bars",
 ]
 
 #: Colour of each tap stage: stem, stage 1, stage 2, stage 3 (colour-blind safe, Okabe-Ito).
@@ -415,4 +418,150 @@ def show_images(
             ax.set_title(classes[y] if classes is not None else str(y), fontsize=9, pad=3)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+# --- added for chapters 4-6: tap alignment, Gram-matrix blocks, grouped bars ---------------------
+def plot_tap_alignment(
+    teacher_names: Sequence[str],
+    teacher_stages: Sequence[int],
+    student_names: Sequence[str],
+    student_stages: Sequence[int],
+    mapping: Sequence[int],
+    labels: tuple[str, str] = ("teacher", "student"),
+) -> Figure:
+    """Teacher taps on top, student taps below their matched teacher taps, a line per match.
+
+    Args:
+        teacher_names, teacher_stages: name and stage (0 for the stem) of each teacher tap.
+        student_names, student_stages: the same for the student.
+        mapping: teacher tap index of each student tap (e.g. :func:`dfkd_lib.align_taps`).
+        labels: names of the two rows.
+    """
+    if len(mapping) != len(student_names) or len(student_names) != len(student_stages):
+        raise ValueError("mapping, student_names and student_stages must have one entry per student tap")
+    if len(teacher_names) != len(teacher_stages):
+        raise ValueError(f"{len(teacher_names)} teacher names but {len(teacher_stages)} teacher stages")
+    nt = len(teacher_names)
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.62 * nt + 2.0), 3.6), layout="constrained")
+    for s in sorted(set(teacher_stages)):  # a light band behind each stage
+        xs = [i for i, st in enumerate(teacher_stages) if st == s]
+        ax.axvspan(min(xs) - 0.42, max(xs) + 0.42, color=STAGE_COLORS[s % len(STAGE_COLORS)], alpha=0.09, lw=0)
+    for t in mapping:
+        ax.plot([t, t], [0.0, 1.0], color="#444444", lw=1.4, ls="--", zorder=1)
+    tc = [STAGE_COLORS[s % len(STAGE_COLORS)] for s in teacher_stages]
+    sc = [STAGE_COLORS[s % len(STAGE_COLORS)] for s in student_stages]
+    ax.scatter(np.arange(nt), np.ones(nt), s=150, c=tc, zorder=3, edgecolors="white", linewidths=1.5)
+    ax.scatter(list(mapping), np.zeros(len(mapping)), s=190, c=sc, zorder=3, edgecolors="black", linewidths=1.2)
+    for i, name in enumerate(teacher_names):
+        ax.text(i, 1.13, name, ha="left", va="bottom", rotation=40, rotation_mode="anchor", fontsize=9)
+    for t, name in zip(mapping, student_names):
+        ax.text(t, -0.13, name, ha="right", va="top", rotation=40, rotation_mode="anchor", fontsize=9)
+    ax.text(-0.75, 1.0, labels[0], ha="right", va="center", fontsize=11)
+    ax.text(-0.75, 0.0, labels[1], ha="right", va="center", fontsize=11)
+    ax.set_xlim(-0.6, nt - 0.4)
+    ax.set_ylim(-0.75, 1.75)
+    ax.axis("off")
+    used = sorted(set(teacher_stages))
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", ms=9, color=STAGE_COLORS[s % len(STAGE_COLORS)],
+                   label="stem" if s == 0 else f"stage {s}")
+        for s in used
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return fig
+
+
+def plot_gram_blocks(
+    gram: Any,
+    tap_names: Sequence[str],
+    channels: Sequence[int],
+    items: Sequence[tuple[int, int]] = (),
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A Gram matrix of concatenated taps, cut into one block per pair of taps.
+
+    Args:
+        gram: ``(C, C')`` or ``(B, C, C')`` matrix (batch-averaged), ``C = sum(channels)``; its
+            columns are the first taps whose channels add up to ``C'``.
+        tap_names: name of each concatenated tap, in order.
+        channels: channels of each tap (the block sizes).
+        items: ``(row tap, column tap)`` positions (indices into ``tap_names``) of the blocks to
+            outline in red: the flow items this matrix delivers.
+        ax: axes to draw into (default: a new figure).
+        title: axes title.
+    """
+    g = _to_numpy(gram)
+    if g.shape[0] != sum(channels) or len(channels) != len(tap_names):
+        raise ValueError(f"a {g.shape} matrix does not fit channels {list(channels)} of taps {list(tap_names)}")
+    fig, ax = _new_axes(ax, (4.6, 4.0))
+    im = ax.imshow(g, cmap="viridis")
+    edges = np.concatenate([[0], np.cumsum(channels)]) - 0.5
+    for e in edges[1:-1]:
+        ax.axhline(e, color="white", lw=0.8)
+        if e < g.shape[1] - 0.5:
+            ax.axvline(e, color="white", lw=0.8)
+    centres = (edges[:-1] + edges[1:]) / 2
+    ax.set_yticks(centres, tap_names)
+    cols = [k for k in range(len(channels)) if edges[k + 1] <= g.shape[1] - 0.5 + 1e-9]
+    ax.set_xticks(centres[cols], [tap_names[k] for k in cols], rotation=40, ha="right", rotation_mode="anchor")
+    ax.tick_params(length=0)
+    for r, c in items:
+        ax.add_patch(
+            plt.Rectangle((edges[c], edges[r]), channels[c], channels[r], fill=False, ec="#D55E00", lw=2.4, zorder=3)
+        )
+    if title:
+        ax.set_title(title)
+    cb = ax.figure.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+    cb.ax.tick_params(labelsize=9)
+    return fig
+
+
+def plot_grouped_bars(
+    values: Mapping[str, Sequence[float]],
+    categories: Sequence[str],
+    ylabel: str = "",
+    title: str | None = None,
+    log: bool = False,
+    ax: Axes | None = None,
+    fmt: str | None = None,
+    rotate: bool | None = None,
+) -> Figure:
+    """Bars for several series over the same categories (e.g. one bar per method and flow item).
+
+    Args:
+        values: ``{series name: one value per category}``.
+        categories: the category labels on the x axis.
+        ylabel: y-axis label.
+        title: axes title.
+        log: logarithmic y axis.
+        ax: axes to draw into (default: a new figure).
+        fmt: a format such as ``"{:.1f}"`` to write each value above its bar.
+        rotate: slant the category labels (default: when there are more than four).
+    """
+    series = {k: [float(v) for v in vs] for k, vs in values.items()}
+    for k, vs in series.items():
+        if len(vs) != len(categories):
+            raise ValueError(f"series {k!r} has {len(vs)} values for {len(categories)} categories")
+    n, m = len(series), len(categories)
+    fig, ax = _new_axes(ax, (max(5.0, min(9.5, 0.45 * n * m + 1.8)), 3.6))
+    width = 0.8 / max(n, 1)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    x = np.arange(m)
+    for i, (name, vs) in enumerate(series.items()):
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), vs, width, label=name, color=colors[i % len(colors)])
+        if fmt:
+            ax.bar_label(bars, [fmt.format(v) for v in vs], fontsize=8, padding=2)
+    rotate = m > 4 if rotate is None else rotate
+    ax.set_xticks(x, categories, rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                  rotation_mode="anchor")  # fmt: skip
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if n > 1:
+        ax.legend(frameon=False, fontsize=9)
+    if title:
+        ax.set_title(title)
     return fig
