@@ -146,7 +146,11 @@ def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m dfkd_lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a student with one of the methods", description="Train a student. Recipes: " + "; ".join(f"{m}: {RECIPES[m] or 'CE only'}" for m in METHODS))
+    t = sub.add_parser(
+        "train",
+        help="train a student with one of the methods",
+        description="Train a student. Recipes: " + "; ".join(f"{m}: {RECIPES[m] or 'CE only'}" for m in METHODS),
+    )
     t.add_argument("--config", help="YAML file of options (flags override it)")
     _add_config_flags(t)
 
@@ -197,10 +201,22 @@ def main(argv: list[str] | None = None) -> int:
             model = load_teacher(args.model).to(device)
             loaders = get_loaders(args.dataset, root=args.data_dir, device=device)
             if loaders.num_classes != model.num_classes:
-                raise ValueError(f"the model has {model.num_classes} classes but {args.dataset} has {loaders.num_classes}")
+                raise ValueError(
+                    f"the model has {model.num_classes} classes but {args.dataset} has {loaders.num_classes}"
+                )
             loader = loaders.test if args.split == "test" else loaders.val
             res = evaluate(model, loader, torch.bfloat16 if device.type == "cuda" else None)
-            print(json.dumps({"model": args.model, "dataset": args.dataset, "split": args.split, "accuracy": round(res["acc"], 2), "loss": round(res["loss"], 4)}))
+            print(
+                json.dumps(
+                    {
+                        "model": args.model,
+                        "dataset": args.dataset,
+                        "split": args.split,
+                        "accuracy": round(res["acc"], 2),
+                        "loss": round(res["loss"], 4),
+                    }
+                )
+            )
         elif args.command == "report":
             from .report import make_report
 

@@ -101,17 +101,14 @@ def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
 def _load_npz(path: Path, name: str) -> DatasetArrays:
     try:
         with np.load(path, allow_pickle=False) as d:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in d.files]
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {missing}; see data/README.md for the format")
-            arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            classes = [str(c) for c in d["classes"]] if "classes" in d.files else None
-    except (OSError, EOFError) as e:  # zip errors subclass neither, see below
-        raise ValueError(f"cannot read {path}: {e}") from e
-    except Exception as e:
-        if isinstance(e, ValueError):
-            raise
+            files = set(d.files)
+            arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in files}
+            classes = [str(c) for c in d["classes"]] if "classes" in files else None
+    except Exception as e:  # not a zip, truncated, pickled objects, ...
         raise ValueError(f"cannot read {path} (corrupt or not an .npz archive): {e}") from e
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {missing}; see data/README.md for the format")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
@@ -291,7 +288,9 @@ class BatchLoader:
     def num_samples(self) -> int:
         return len(self.images)
 
-    def _order(self, g: torch.Generator) -> Tensor:
+    def _order(self) -> Tensor:
+        # the same permutation on every rank (seeded by seed and epoch only), then each rank's share
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919)
         n = len(self.images)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         per_rank = n // self.world_size
@@ -311,8 +310,8 @@ class BatchLoader:
         return torch.where(flip[:, None, None, None], x.flip(3), x)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + self.rank)
-        order = self._order(g).to(self.device)
+        order = self._order().to(self.device)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + 104_729 * (self.rank + 1))
         for k in range(len(self)):
             idx = order[k * self.batch_size : (k + 1) * self.batch_size]
             x = self.images[idx]
@@ -391,7 +390,9 @@ def get_loaders(
     )  # fmt: skip
     val = None
     if len(val_idx):
-        val = BatchLoader(tensor(arrays.x_train[val_idx]), torch.from_numpy(arrays.y_train[val_idx]), eval_batch_size, **common)
+        val = BatchLoader(
+            tensor(arrays.x_train[val_idx]), torch.from_numpy(arrays.y_train[val_idx]), eval_batch_size, **common
+        )
     test = BatchLoader(tensor(arrays.x_test), torch.from_numpy(arrays.y_test), eval_batch_size, **common)
     sizes = {"train": len(train_idx), "val": len(val_idx), "test": len(arrays.y_test), "labelled": int(mask.sum())}
     return Loaders(train, val, test, arrays.classes, arrays.source, arrays.synthetic, int(mask.sum()), sizes)

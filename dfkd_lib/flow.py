@@ -72,7 +72,9 @@ def fsp_matrix(f1: Tensor, f2: Tensor, pool: str = "max") -> Tensor:
         ``(B, m, n)`` with ``G[b, i, j] = mean over positions of f1[b, i] * f2[b, j]``.
     """
     if f1.dim() != 4 or f2.dim() != 4:
-        raise ValueError(f"fsp_matrix expects 4-d (B, C, H, W) maps, got shapes {tuple(f1.shape)} and {tuple(f2.shape)}")
+        raise ValueError(
+            f"fsp_matrix expects 4-d (B, C, H, W) maps, got shapes {tuple(f1.shape)} and {tuple(f2.shape)}"
+        )
     if f1.shape[0] != f2.shape[0]:
         raise ValueError(f"batch sizes differ: {tuple(f1.shape)} and {tuple(f2.shape)}")
     size = min(f1.shape[-1], f2.shape[-1])
@@ -146,16 +148,33 @@ def dense_flows(taps: Sequence[Tensor], pairs: Sequence[Pair], pool: str = "max"
     """All flow items with one batched matrix product per resolution.
 
     For every resolution ``r`` that is the smaller side of some pair, the taps at exactly ``r``
-    (the *columns*) and all taps the pairs at ``r`` need, pooled to ``r`` once each (the
-    *rows*), are concatenated along channels; ``rows @ cols^T / r^2`` holds every item at that
-    resolution as a block. Equal to :func:`flows_loop` up to rounding.
+    (the *columns*) and all taps the pairs at ``r`` need, pooled to ``r`` (the *rows*), are
+    concatenated along channels; ``rows @ cols^T / r^2`` holds every item at that resolution as
+    a block. Each tap is pooled once per resolution, and from its nearest already pooled
+    version (max of maxima and mean of means over nested windows are exact), so that nothing
+    is pooled twice. Equal to :func:`flows_loop` up to rounding.
     """
     sizes = [t.shape[-1] for t in taps]
     by_res: dict[int, list[int]] = {}
     for k, (a, b) in enumerate(pairs):
         by_res.setdefault(min(sizes[a], sizes[b]), []).append(k)
+    pooled: dict[int, Tensor] = {}  # tap -> its smallest pooled version so far
+
+    def at(i: int, r: int) -> Tensor:
+        src = pooled.get(i, taps[i])
+        if src.shape[-1] % r:
+            src = taps[i]
+        out = pool_to(src, r, pool)
+        if r < sizes[i]:
+            pooled[i] = out
+        return out
+
+    def cat(ts: list[Tensor]) -> Tensor:
+        return ts[0] if len(ts) == 1 else torch.cat(ts, 1)
+
     out: list[Tensor | None] = [None] * len(pairs)
-    for r, ks in by_res.items():
+    for r in sorted(by_res, reverse=True):  # large to small, so pooling can reuse pooled maps
+        ks = by_res[r]
         # the tap of each pair that sits at resolution r is a column; the other one is a row
         roles = []
         for k in ks:
@@ -163,18 +182,18 @@ def dense_flows(taps: Sequence[Tensor], pairs: Sequence[Pair], pool: str = "max"
             roles.append((a, b, False) if sizes[b] == r else (b, a, True))  # (row, col, transposed)
         row_taps = sorted({row for row, _, _ in roles})
         col_taps = sorted({col for _, col, _ in roles})
-        rows = torch.cat([pool_to(taps[i], r, pool).flatten(2) for i in row_taps], 1).float()
-        cols = torch.cat([taps[i].flatten(2) for i in col_taps], 1).float()
+        rows = cat([at(i, r).flatten(2) for i in row_taps]).float()
+        cols = cat([taps[i].flatten(2) for i in col_taps]).float()
         gram = torch.bmm(rows, cols.transpose(1, 2)) / (r * r)
-        # Cut the blocks with one split per axis, not one slice per item: the backward of a
-        # slice allocates and fills a zero gradient of the whole Gram matrix for every item,
-        # which made the backward pass slower than the per-pair loop for many items.
-        row_of = {t: n for n, t in enumerate(row_taps)}
-        col_of = {t: n for n, t in enumerate(col_taps)}
-        col_sizes = [taps[i].shape[1] for i in col_taps]
-        blocks = [band.split(col_sizes, 2) for band in gram.split([taps[i].shape[1] for i in row_taps], 1)]
+        row_off, col_off = {}, {}
+        for offsets, group in ((row_off, row_taps), (col_off, col_taps)):
+            off = 0
+            for i in group:
+                offsets[i] = off
+                off += taps[i].shape[1]
         for k, (row, col, transposed) in zip(ks, roles):
-            blk = blocks[row_of[row]][col_of[col]]
+            ro, co = row_off[row], col_off[col]
+            blk = gram[:, ro : ro + taps[row].shape[1], co : co + taps[col].shape[1]]
             out[k] = blk.transpose(1, 2) if transposed else blk
     return out  # type: ignore[return-value]
 

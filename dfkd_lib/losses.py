@@ -88,7 +88,9 @@ def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) ->
     total = student_feats[0].new_zeros((), dtype=torch.float32)
     for k, (ft, fs) in enumerate(zip(teacher_feats, student_feats)):
         if ft.shape[-2:] != fs.shape[-2:]:
-            raise ValueError(f"pair {k}: teacher map {tuple(ft.shape)} and student map {tuple(fs.shape)} differ in size")
+            raise ValueError(
+                f"pair {k}: teacher map {tuple(ft.shape)} and student map {tuple(fs.shape)} differ in size"
+            )
         total = total + (attention_map(ft.detach()) - attention_map(fs)).pow(2).mean()
     return total
 
@@ -109,9 +111,9 @@ def discriminator_loss(real_logits: Sequence[Tensor], fake_logits: Sequence[Tens
     total = real_logits[0].new_zeros(())
     for real, fake in zip(real_logits, fake_logits, strict=True):
         if kind == "bce":
-            loss = F.binary_cross_entropy_with_logits(
-                real, torch.ones_like(real)
-            ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+            loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+                fake, torch.zeros_like(fake)
+            )
         elif kind == "lsgan":
             loss = 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
         else:
@@ -140,7 +142,9 @@ def generator_loss(fake_logits: Sequence[Tensor], kind: str = "bce") -> Tensor:
     return total
 
 
-def discriminator_accuracy(real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "bce") -> tuple[float, float]:
+def discriminator_accuracy(
+    real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "bce"
+) -> tuple[float, float]:
     """Fraction of teacher flows called real and of student flows called fake, over all items.
 
     The decision threshold is 0 for ``bce`` and ``hinge`` and 0.5 for ``lsgan`` (targets 0 and 1).

@@ -74,4 +74,6 @@ def load_teacher(spec: str) -> CifarResNet:
     path = Path(spec).expanduser()
     if path.exists():
         return load_model(path)
-    raise FileNotFoundError(f"teacher {spec!r} is neither a file nor a pretrained name (available: {available() or 'none'})")
+    raise FileNotFoundError(
+        f"teacher {spec!r} is neither a file nor a pretrained name (available: {available() or 'none'})"
+    )

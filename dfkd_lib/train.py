@@ -65,10 +65,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "scratch": {},
     "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0},
     "at": {"at_beta": 1000.0},
-    "fsp": {"pairs": "sparse", "two_stage": True, "lambda_flow": 1.0},
-    "dense": {"pairs": "dense", "lambda_flow": 1.0},
+    "fsp": {"pairs": "sparse", "two_stage": True, "lambda_flow": 1e-3},
+    "dense": {"pairs": "dense", "lambda_flow": 5e-4},
     "adv": {"pairs": "dense", "lambda_flow": 0.0, "lambda_adv": 0.1},
-    "adv-dense": {"pairs": "dense", "lambda_flow": 1.0, "lambda_adv": 0.1},
+    "adv-dense": {"pairs": "dense", "lambda_flow": 5e-4, "lambda_adv": 0.1},
 }
 _NEEDS_TEACHER = {"kd", "at", "fsp", "dense", "adv", "adv-dense"}
 _USES_FLOW = {"fsp", "dense", "adv", "adv-dense"}
@@ -140,7 +140,11 @@ class TrainConfig:
             (0 < self.labelled_fraction <= 1, "labelled_fraction", "in (0, 1]"),
             (self.lambda_flow >= 0 and self.lambda_adv >= 0, "lambda_flow/lambda_adv", "non-negative"),
             (self.dataset in ("cifar10", "cifar100", "synthetic"), "dataset", "'cifar10', 'cifar100' or 'synthetic'"),
-            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"), "device", "auto, cpu, cuda or mps"),
+            (
+                self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+                "device",
+                "auto, cpu, cuda or mps",
+            ),
         ]
         for ok, name, what in checks:
             if not ok:
@@ -327,7 +331,11 @@ class _Run:
 
         # optimisers and schedule
         self.opt = torch.optim.SGD(
-            self.student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+            self.student.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov,
         )
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=cfg.d_betas) if self.disc else None
         self.steps_per_epoch = len(loaders.train)
@@ -403,7 +411,9 @@ class _Run:
 
     # ---------------------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        )
 
     def _no_autocast(self):
         return torch.autocast(self.device.type, enabled=False)
@@ -510,7 +520,11 @@ class _Run:
         if bool(torch.isfinite(vals).all()):
             return
         bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()))]
-        last = f"; the last good checkpoint is {self.out / 'checkpoint.pt'}" if self.out and self.start_epoch + epoch > 0 else ""
+        last = (
+            f"; the last good checkpoint is {self.out / 'checkpoint.pt'}"
+            if self.out and self.start_epoch + epoch > 0
+            else ""
+        )
         raise NonFiniteLossError(
             f"loss term {bad[0]!r} became {float(terms[bad[0]].detach())} at epoch {epoch + 1}, step {step + 1}{last}"
         )

@@ -1,0 +1,26 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # tests are small; one thread avoids oversubscribing a 2-core machine
+
+
+@pytest.fixture(scope="session")
+def cifar():
+    """The real CIFAR-10 if a copy is found, else skip (CI has it: DFKD_REQUIRE_DATA=1 makes absence a failure)."""
+    from dfkd_lib.data import DataNotFoundError, load_cifar
+
+    try:
+        return load_cifar("cifar10")
+    except DataNotFoundError:
+        if os.environ.get("DFKD_REQUIRE_DATA") == "1":
+            raise
+        pytest.skip("CIFAR-10 not found (set DFKD_DATA)")
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from dfkd_lib.data import make_synthetic
+
+    return make_synthetic(10, train_per_class=60, test_per_class=20, seed=0)

@@ -1,0 +1,71 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dfkd_lib.cli import build_config, main, make_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "dfkd_lib", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_help_lists_methods():
+    out = run("train", "--help").stdout
+    assert "adv-dense" in out and "--lambda-flow" in out and "--resume" in out
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["train", "--method", "magic"], "invalid choice: 'magic'"),
+        (["train", "--method", "kd"], "needs a teacher"),
+        (["train", "--lr", "-1"], "invalid lr"),
+        (["train", "--epochs", "two"], "argument --epochs: invalid int value"),
+        (["train", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml does not exist"),
+        (["evaluate", "--model", "nonexistent_teacher"], "neither a file nor a pretrained name"),
+    ],
+)
+def test_invalid_input_gives_one_line_error(args, needle):
+    proc = run(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_yaml_config_and_flag_override(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("method: adv-dense\nteacher: t.pt\nlambda-adv: 0.5\nepochs: 3\npairs: 0-1,0-3\n")
+    args = make_parser().parse_args(["train", "--config", str(cfg_file), "--epochs", "7"])
+    cfg = build_config(args)
+    assert cfg.method == "adv-dense" and cfg.lambda_adv == 0.5 and cfg.epochs == 7
+    assert cfg.pairs == [[0, 1], [0, 3]]
+    assert cfg.out_dir == "runs/adv-dense-resnet8-cifar10-s0"
+    cfg_file.write_text("colour: red\n")
+    with pytest.raises(ValueError, match="unknown option"):
+        build_config(make_parser().parse_args(["train", "--config", str(cfg_file)]))
+
+
+def test_train_teacher_command_runs(tmp_path, capsys):
+    out = tmp_path / "t"
+    rc = main(
+        [
+            "train-teacher",
+            "--arch",
+            "resnet8",
+            "--dataset",
+            "synthetic",
+            "--synthetic-per-class",
+            "20",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0 and (out / "model.pt").exists()
+    assert "epoch   1/1" in capsys.readouterr().out

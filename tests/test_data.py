@@ -1,0 +1,150 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from dfkd_lib import data as D
+
+
+def test_real_cifar10_loads_with_right_counts_and_range(cifar):
+    assert cifar.x_train.shape == (50000, 32, 32, 3) and cifar.x_test.shape == (10000, 32, 32, 3)
+    assert cifar.x_train.dtype == np.uint8
+    assert np.bincount(cifar.y_train).tolist() == [5000] * 10
+    assert np.bincount(cifar.y_test).tolist() == [1000] * 10
+    assert cifar.classes[0] == "airplane" and cifar.classes[-1] == "truck"
+    mean = cifar.x_train[::10].reshape(-1, 3).mean(0) / 255
+    np.testing.assert_allclose(mean, D.STATS["cifar10"][0], atol=2e-3)
+
+
+def test_real_cifar10_splits_are_disjoint_and_stratified(cifar):
+    train, val = D.split_indices(cifar.y_train, 5000, seed=0)
+    assert len(train) == 45000 and len(val) == 5000
+    assert len(np.intersect1d(train, val)) == 0 and len(np.union1d(train, val)) == 50000
+    assert np.bincount(cifar.y_train[val]).tolist() == [500] * 10
+    # seeded: same seed same split, other seed other split
+    assert np.array_equal(val, D.split_indices(cifar.y_train, 5000, seed=0)[1])
+    assert not np.array_equal(val, D.split_indices(cifar.y_train, 5000, seed=1)[1])
+
+
+def test_real_cifar10_loaders(cifar):
+    loaders = D.get_loaders(cifar, batch_size=128, labelled_fraction=0.1)
+    assert loaders.sizes == {"train": 45000, "val": 5000, "test": 10000, "labelled": 4500}
+    assert len(loaders.train) == 45000 // 128
+    x = torch.cat([x for x, _ in loaders.test])
+    assert x.dtype == torch.float32 and x.shape == (10000, 3, 32, 32)
+    # normalised with the training statistics: about zero mean and unit std on the test set
+    assert abs(float(x.mean())) < 0.05 and 0.95 < float(x.std()) < 1.05
+    ys = torch.cat([y for _, y in loaders.train])
+    lab = ys[ys >= 0]
+    assert len(lab) / len(ys) == pytest.approx(0.1, abs=0.01)
+    assert torch.bincount(lab, minlength=10).min() > 0.08 * len(lab)
+
+
+def test_labelled_subset_is_class_balanced_and_seeded():
+    y = np.repeat(np.arange(5), 100)
+    m = D.labelled_subset(y, 0.1, seed=3)
+    assert m.sum() == 50 and all(m[y == c].sum() == 10 for c in range(5))
+    assert np.array_equal(m, D.labelled_subset(y, 0.1, seed=3))
+    assert D.labelled_subset(y, 1.0).all()
+    assert D.labelled_subset(y, 0.001).sum() == 5  # at least one a class
+    with pytest.raises(ValueError):
+        D.labelled_subset(y, 0.0)
+
+
+def test_synthetic_cifar100_code_path(tmp_path):
+    arrays = D.make_synthetic(100, train_per_class=5, test_per_class=2, seed=0)
+    np.savez_compressed(
+        tmp_path / "cifar100.npz",
+        x_train=arrays.x_train,
+        y_train=arrays.y_train,
+        x_test=arrays.x_test,
+        y_test=arrays.y_test,
+    )
+    loaded = D.load_cifar("cifar100", root=tmp_path)
+    assert loaded.num_classes == 100 and loaded.x_train.shape == (500, 32, 32, 3)
+    loaders = D.get_loaders("cifar100", root=tmp_path, batch_size=50, val_size=100)
+    assert loaders.num_classes == 100 and loaders.sizes["val"] == 100
+    assert np.bincount(loaded.y_train).tolist() == [5] * 100
+    torch.testing.assert_close(loaders.train.mean.flatten() / 255, torch.tensor(D.STATS["cifar100"][0]))
+
+
+def test_torchvision_format(tmp_path, monkeypatch):
+    """CIFAR-10 in torchvision's on-disk format (pickled batches) is found and read."""
+    import torchvision
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
+
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(20)))
+    (folder / "test_batch").write_bytes(pickle.dumps(batch(10)))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    arrays = D.load_cifar("cifar10", root=tmp_path)
+    assert arrays.x_train.shape == (100, 32, 32, 3) and arrays.x_test.shape == (10, 32, 32, 3)
+    assert arrays.classes == [f"c{i}" for i in range(10)]
+
+
+def test_missing_data_gives_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
+    monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "nowhere" / "repo")
+    with pytest.raises(D.DataNotFoundError) as err:
+        D.load_cifar("cifar10")
+    msg = str(err.value)
+    assert "cifar10 not found" in msg and str(tmp_path) in msg and D.DATA_ENV in msg and "download" in msg
+    with pytest.raises(D.DataNotFoundError, match="does not exist"):
+        D.load_cifar("cifar10", root=tmp_path / "missing")
+
+
+def test_corrupt_and_misshapen_files_raise(tmp_path):
+    (tmp_path / "cifar10.npz").write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="cannot read"):
+        D.load_cifar("cifar10", root=tmp_path)
+    np.savez(
+        tmp_path / "cifar10.npz",
+        x_train=np.zeros((4, 28, 28), np.uint8),
+        y_train=np.zeros(4),
+        x_test=np.zeros((1, 32, 32, 3), np.uint8),
+        y_test=np.zeros(1),
+    )
+    with pytest.raises(ValueError, match="x_train must be"):
+        D.load_cifar("cifar10", root=tmp_path)
+    np.savez(tmp_path / "cifar10.npz", x_train=np.zeros((4, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="lacks the arrays"):
+        D.load_cifar("cifar10", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        D.load_cifar("mnist")
+
+
+def test_augmentation_crops_and_flips_whole_batches():
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.int64).remainder(251).to(torch.uint8).view(2, 3, 32, 32)
+    loader = D.BatchLoader(
+        x, torch.tensor([0, 1]), 2, mean=(0, 0, 0), std=(1 / 255,) * 3, shuffle=True, augment=True, seed=1
+    )
+    loader.set_epoch(0)
+    a = next(iter(loader))[0]
+    b = next(iter(loader))[0]
+    torch.testing.assert_close(a, b)  # same (seed, epoch): same batch
+    loader.set_epoch(1)
+    assert not torch.equal(next(iter(loader))[0], a)
+    assert a.shape == (2, 3, 32, 32)
+    # every output pixel is an input pixel of the same image and channel, or padding (0)
+    for img in a:
+        vals = set(img.flatten().round().long().tolist())
+        assert vals <= set(x.flatten().tolist()) | {0}
+
+
+def test_distributed_shards_are_disjoint(synthetic):
+    shards = []
+    for rank in range(2):
+        loaders = D.get_loaders(synthetic, batch_size=20, val_size=60, rank=rank, world_size=2)
+        shards.append(torch.cat([x.flatten(1) for x, _ in loaders.train]))
+    assert len(shards[0]) == len(shards[1])
+    common = (torch.cdist(shards[0], shards[1]) < 1e-6).any()
+    assert not bool(common)

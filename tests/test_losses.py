@@ -1,0 +1,114 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dfkd_lib import losses as L
+from dfkd_lib.flow import make_flow_plan
+from dfkd_lib.models import cifar_resnet
+
+
+def test_cross_entropy_ignores_unlabelled():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    labels = torch.tensor([0, -1, 1])
+    expected = F.cross_entropy(logits[[0, 2]], labels[[0, 2]])
+    torch.testing.assert_close(L.cross_entropy(logits, labels), expected)
+    none = L.cross_entropy(logits.requires_grad_(), torch.full((3,), -1))
+    assert none.item() == 0.0
+    none.backward()  # still differentiable
+
+
+def test_kd_loss_golden():
+    s = torch.tensor([[1.0, 2.0, 3.0], [0.5, -0.5, 0.0]])
+    t = torch.tensor([[3.0, 2.0, 1.0], [0.0, 0.0, 1.0]])
+    T = 4.0
+    p_t = F.softmax(t / T, 1)
+    expected = (p_t * (p_t.log() - F.log_softmax(s / T, 1))).sum(1).mean() * T * T
+    got = L.kd_loss(s, t, T)
+    torch.testing.assert_close(got, expected)
+    assert got.item() == pytest.approx(0.759750, abs=1e-5)  # golden value (numpy by hand)
+    assert L.kd_loss(t, t, T).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        L.kd_loss(s, t, 0.0)
+
+
+def test_flow_loss_golden_and_reductions():
+    gt = [torch.ones(2, 2, 3), torch.zeros(2, 4, 4)]
+    gs = [torch.zeros(2, 2, 3), torch.full((2, 4, 4), 0.5)]
+    # sum: item 1: 6 entries * 1 = 6; item 2: 16 * 0.25 = 4  -> 10
+    assert L.flow_loss(gt, gs).item() == pytest.approx(10.0)
+    # mean: 1 + 0.25
+    assert L.flow_loss(gt, gs, reduction="mean").item() == pytest.approx(1.25)
+
+
+def test_flow_loss_errors():
+    with pytest.raises(ValueError, match="item 0"):
+        L.flow_loss([torch.zeros(2, 3, 3)], [torch.zeros(2, 3, 4)])
+    with pytest.raises(ValueError, match="1 teacher flow items but 2"):
+        L.flow_loss([torch.zeros(2, 3, 3)], [torch.zeros(2, 3, 3)] * 2)
+    with pytest.raises(ValueError, match="reduction"):
+        L.flow_loss([torch.zeros(1, 1, 1)], [torch.zeros(1, 1, 1)], reduction="max")
+
+
+def test_gradients_reach_student_never_teacher():
+    torch.manual_seed(0)
+    teacher, student = cifar_resnet(14), cifar_resnet(8)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    teacher.eval()
+    plan = make_flow_plan(teacher, student, "dense")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        _, t_taps = teacher(x, return_taps=True)
+    _, s_taps = student(x, return_taps=True)
+    loss = L.flow_loss(plan.teacher_flows(t_taps), plan.student_flows(s_taps))
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    convs = [p for n, p in student.named_parameters() if "conv" in n]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in convs)
+
+
+def test_flow_loss_does_not_backprop_into_teacher_flows():
+    gt = torch.randn(2, 3, 3, requires_grad=True)
+    gs = torch.randn(2, 3, 3, requires_grad=True)
+    L.flow_loss([gt], [gs]).backward()
+    assert gt.grad is None and gs.grad is not None
+    torch.testing.assert_close(gs.grad, 2 * (gs - gt).detach() / 2)  # d/dgs of batch-mean of sum of squares
+
+
+def test_attention_transfer_golden():
+    f = torch.zeros(1, 2, 2, 2)
+    f[0, 0, 0, 0] = 2.0  # attention: channel mean of f^2 = [2, 0, 0, 0] -> normalised [1, 0, 0, 0]
+    torch.testing.assert_close(L.attention_map(f), torch.tensor([[1.0, 0, 0, 0]]))
+    g = torch.ones(1, 2, 2, 2)  # attention [0.5, 0.5, 0.5, 0.5]
+    # mean of squared difference: ((1-.5)^2 + 3 * .25) / 4 = 0.25
+    assert L.at_loss([f], [g]).item() == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        L.at_loss([f], [torch.ones(1, 2, 4, 4)])
+
+
+def test_gan_losses_golden():
+    zero = [torch.zeros(4)]
+    two = [torch.full((4,), 2.0)]
+    ln2 = math.log(2)
+    assert L.discriminator_loss(zero, zero, "bce").item() == pytest.approx(2 * ln2)
+    assert L.generator_loss(zero, "bce").item() == pytest.approx(ln2)
+    assert L.discriminator_loss(zero, zero, "lsgan").item() == pytest.approx(0.5)
+    assert L.generator_loss(two, "lsgan").item() == pytest.approx(0.5)
+    assert L.discriminator_loss(zero, zero, "hinge").item() == pytest.approx(2.0)
+    assert L.discriminator_loss(two, [-x for x in two], "hinge").item() == pytest.approx(0.0)
+    assert L.generator_loss(two, "hinge").item() == pytest.approx(-2.0)
+    # summed over items
+    assert L.generator_loss(zero * 3, "bce").item() == pytest.approx(3 * ln2)
+    # a confident, correct discriminator: softplus(-2) + softplus(-2)
+    assert L.discriminator_loss(two, [-x for x in two], "bce").item() == pytest.approx(2 * math.log1p(math.exp(-2)))
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        L.generator_loss(zero, "wasserstein")
+
+
+def test_discriminator_accuracy():
+    real = [torch.tensor([1.0, -1.0, 2.0, 3.0])]
+    fake = [torch.tensor([-1.0, -2.0, 0.5, -3.0])]
+    assert L.discriminator_accuracy(real, fake, "bce") == (75.0 / 100, 75.0 / 100)
+    assert L.discriminator_accuracy([torch.tensor([0.6])], [torch.tensor([0.4])], "lsgan") == (1.0, 1.0)

@@ -1,0 +1,171 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfkd_lib.checkpoint import CheckpointError, load_model, save_model
+from dfkd_lib.data import get_loaders
+from dfkd_lib.models import cifar_resnet
+from dfkd_lib.train import METHODS, NonFiniteLossError, TrainConfig, config_for, evaluate, train
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    """A small ResNet-14 'teacher' trained for one epoch on generated data."""
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    res = train(
+        config_for("scratch", student="resnet14", dataset="synthetic", synthetic_per_class=20, epochs=1, batch_size=50),
+        progress=False,
+        verbose=False,
+    )
+    save_model(res.student, path)
+    return str(path)
+
+
+def small(method, teacher, **kw):
+    base = dict(student="resnet8", dataset="synthetic", synthetic_per_class=20, epochs=2, batch_size=50, device="cpu")
+    return config_for(method, teacher=teacher if method != "scratch" else None, **{**base, **kw})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_and_logs(method, teacher_file, tmp_path):
+    res = train(small(method, teacher_file, out_dir=str(tmp_path)), progress=False, verbose=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and log == res.history
+    rec = log[-1]
+    for key in ("loss_total", "train_acc", "val_acc", "test_acc", "wall_s", "images_per_s", "lr"):
+        assert key in rec and rec[key] == rec[key]  # present and not NaN
+    if method in ("adv", "adv-dense"):
+        assert {"loss_adv", "loss_disc", "d_acc_real", "d_acc_fake"} <= set(rec)
+    if method in ("dense", "adv-dense"):
+        assert rec["loss_flow"] > 0
+    if method == "fsp":
+        assert [r["stage"] for r in log] == [1, 2] and "loss_flow" in log[0] and "loss_ce" in log[1]
+    model = load_model(tmp_path / "model.pt")
+    assert model.depth == 8 and model.meta["method"] == method
+
+
+def test_teacher_stays_frozen(teacher_file):
+    res = train(small("adv-dense", teacher_file, epochs=1), progress=False, verbose=False)
+    before = load_model(teacher_file).state_dict()
+    from dfkd_lib.pretrained import load_teacher
+
+    t = load_teacher(teacher_file)
+    for k, v in t.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert res.discriminators is not None and len(res.discriminators) == 6
+
+
+def test_short_run_beats_chance_on_real_cifar10(cifar):
+    """ResNet-8, 80 batches of 128 with cross-entropy: far above the 10 % of chance on the test set."""
+    loaders = get_loaders(cifar, batch_size=128, max_train_batches=80, channels_last=True)
+    cfg = config_for("scratch", student="resnet8", epochs=1, lr=0.05, device="cpu")
+    res = train(cfg, loaders=loaders, progress=False, verbose=False)
+    assert res.history[-1]["test_acc"] > 25.0
+
+
+def test_labelled_fraction_uses_only_labelled_images_for_ce(teacher_file):
+    res = train(small("adv-dense", teacher_file, epochs=1, labelled_fraction=0.1), progress=False, verbose=False)
+    assert res.loaders.num_labelled == 20  # 10 % of the 18 training images of each class, rounded: 2 a class
+    assert res.history[0]["loss_ce"] > 0
+
+
+def test_non_finite_loss_stops_with_the_term_named(teacher_file, tmp_path):
+    cfg = small("dense", teacher_file, lambda_flow=1e30, lr=10.0, epochs=3, out_dir=str(tmp_path))
+    with pytest.raises(NonFiniteLossError, match=r"loss term '(flow|ce)' became (nan|inf).*epoch \d+, step \d+"):
+        train(cfg, progress=False, verbose=False)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(teacher_file, tmp_path):
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    script = ROOT / "tests" / "scripts" / "killed_run.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(killed), teacher_file, "1"], env=ENV, capture_output=True, text=True
+    )
+    assert proc.returncode == 137, proc.stderr
+    assert len((killed / "log.jsonl").read_text().splitlines()) == 1
+    # continue with the command line, as a user would
+    cmd = [sys.executable, "-m", "dfkd_lib", "train", "--method", "adv-dense", "--teacher", teacher_file, "--student", "resnet8",
+           "--dataset", "synthetic", "--synthetic-per-class", "30", "--epochs", "3", "--batch-size", "50", "--device", "cpu",
+           "--out", str(killed), "--resume"]  # fmt: skip
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    # the same run, never interrupted
+    proc = subprocess.run(
+        [sys.executable, str(script), str(full), teacher_file, "99"], env=ENV, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    a = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (full / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in a] == [1, 2, 3]
+    timing = {"wall_s", "train_time_s", "images_per_s"}
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if k not in timing} == {k: v for k, v in rb.items() if k not in timing}
+    wa, wb = load_model(killed / "model.pt").state_dict(), load_model(full / "model.pt").state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_two_process_gloo_ranks_end_identical(teacher_file, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           str(ROOT / "tests" / "scripts" / "ddp_run.py"), str(tmp_path), teacher_file]  # fmt: skip
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for part in ("student", "disc"):
+        for k in r0[part]:
+            assert torch.equal(r0[part][k], r1[part][k]), f"{part}.{k} differs between ranks"
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2
+
+
+def test_existing_run_needs_resume(tmp_path):
+    cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path))
+    train(cfg, progress=False, verbose=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        train(cfg, progress=False, verbose=False)
+    cfg2 = small("scratch", None, epochs=2, out_dir=str(tmp_path), resume=True, lr=0.5)
+    with pytest.raises(CheckpointError, match="lr"):
+        train(cfg2, progress=False, verbose=False)
+
+
+def test_bad_configs_raise_clear_errors(teacher_file):
+    with pytest.raises(ValueError, match="unknown method"):
+        config_for("magic")
+    with pytest.raises(ValueError, match="unknown option"):
+        config_for("kd", colour="red")
+    with pytest.raises(ValueError, match="needs a teacher"):
+        TrainConfig(method="kd").validate()
+    with pytest.raises(ValueError, match="invalid gan_loss"):
+        config_for("adv", teacher="x", gan_loss="wgan").validate()
+    with pytest.raises(ValueError, match="unknown pair set"):
+        train(small("dense", teacher_file, pairs="everything"), progress=False, verbose=False)
+
+
+def test_teacher_student_class_mismatch(teacher_file, tmp_path):
+    t100 = tmp_path / "t100.pt"
+    save_model(cifar_resnet(8, 100), t100)
+    with pytest.raises(ValueError, match="100 classes"):
+        train(small("kd", str(t100)), progress=False, verbose=False)
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_model(bad)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "absent.pt")
+
+
+def test_evaluate_counts_correctly(synthetic):
+    loaders = get_loaders(synthetic, val_size=60)
+    model = cifar_resnet(8)
+    res = evaluate(model, loaders.test)
+    assert 0 <= res["acc"] <= 100 and res["loss"] > 0
