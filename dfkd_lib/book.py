@@ -110,8 +110,19 @@ class Chapter:
         n = len(self.data.y_test)
         if self.eval_size is None or self.eval_size >= n:
             return self.data
-        idx = np.sort(np.random.default_rng(self.seed).permutation(n)[: self.eval_size])
+        idx = np.random.default_rng(self.seed).permutation(n)[: self.eval_size]
         return dataclasses.replace(self.data, x_test=self.data.x_test[idx], y_test=self.data.y_test[idx])
+
+    def images(self, indices: Any, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``indices`` of a split, normalised as the loaders do, and their labels, on the device."""
+        from .data import STATS
+
+        x = self.data.x_test if split == "test" else self.data.x_train
+        y = self.data.y_test if split == "test" else self.data.y_train
+        idx = np.atleast_1d(np.asarray(indices))
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in STATS.get(self.data.name, STATS["cifar10"]))
+        xb = (torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255 - mean) / std
+        return xb.to(self.device), torch.from_numpy(y[idx]).to(self.device)
 
     def loaders(self, **overrides: Any) -> Loaders:
         """Train/validation/test loaders with the profile's knobs (``overrides`` win)."""
