@@ -144,8 +144,9 @@ def generator_loss(fake_logits: Sequence[Tensor], kind: str = "bce") -> Tensor:
 
 def discriminator_accuracy(
     real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "bce"
-) -> tuple[float, float]:
-    """Fraction of teacher flows called real and of student flows called fake, over all items.
+) -> tuple[Tensor, Tensor]:
+    """Fraction of teacher flows called real and of student flows called fake, over all items
+    (0-d tensors, so that a training loop need not synchronise with the GPU to collect them).
 
     The decision threshold is 0 for ``bce`` and ``hinge`` and 0.5 for ``lsgan`` (targets 0 and 1).
     """
@@ -153,4 +154,4 @@ def discriminator_accuracy(
     thr = 0.5 if kind == "lsgan" else 0.0
     real = torch.cat([r.detach().flatten() for r in real_logits])
     fake = torch.cat([f.detach().flatten() for f in fake_logits])
-    return float((real > thr).float().mean()), float((fake < thr).float().mean())
+    return (real > thr).float().mean(), (fake < thr).float().mean()

@@ -344,6 +344,7 @@ class _Run:
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.out = Path(cfg.out_dir) if cfg.out_dir else None
+        self.where = (0, 0)  # (epoch, step) being trained, for error messages
 
     # ---------------------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
@@ -418,22 +419,91 @@ class _Run:
     def _no_autocast(self):
         return torch.autocast(self.device.type, enabled=False)
 
+    def flags(self, stage: int) -> dict[str, bool]:
+        """Which loss terms are active in a stage (0 joint, 1 and 2 of a two-stage run)."""
+        cfg = self.cfg
+        f = {
+            "ce": stage != 1 and cfg.ce_weight > 0,
+            "kd": cfg.method == "kd" and cfg.kd_weight > 0,
+            "at": self.at_taps is not None and cfg.at_beta > 0,
+            "flow": self.plan is not None and cfg.lambda_flow > 0 and stage != 2,
+            "adv": self.disc is not None and cfg.lambda_adv > 0 and stage != 2,
+        }
+        f["taps"] = f["flow"] or f["adv"] or f["at"]
+        f["teacher"] = self.teacher is not None and (f["kd"] or f["taps"])
+        return f
+
+    def train_step(self, x: Tensor, y: Tensor, flags: dict[str, bool]) -> tuple[dict[str, Tensor], Tensor]:
+        """One optimisation step on a batch: a discriminator step first when there is an
+        adversarial term, then the student's. Returns the detached loss terms (with the
+        discriminators' loss and accuracies under ``d_loss``, ``d_acc_real``, ``d_acc_fake``)
+        and the student's logits. Raises :class:`NonFiniteLossError` on NaN or infinity."""
+        cfg = self.cfg
+        terms: dict[str, Tensor] = {}
+        extra: dict[str, Tensor] = {}
+        t_logits = t_taps = None
+        if flags["teacher"]:
+            with torch.no_grad(), self._autocast():
+                t_logits, t_taps = self.teacher(x, return_taps=True)
+        with self._autocast():
+            out = self.model(x, return_taps=flags["taps"])
+        logits, s_taps = out if flags["taps"] else (out, None)
+        if flags["ce"]:
+            terms["ce"] = cfg.ce_weight * L.cross_entropy(logits.float(), y)
+        if flags["kd"]:
+            terms["kd"] = cfg.kd_weight * L.kd_loss(logits.float(), t_logits.float(), cfg.temperature)
+        if flags["at"]:
+            t_ends, s_ends = self.at_taps
+            terms["at"] = cfg.at_beta / 2 * L.at_loss([t_taps[i] for i in t_ends], [s_taps[i] for i in s_ends])
+        if flags["flow"] or flags["adv"]:
+            with self._no_autocast():
+                g_t = self.plan.teacher_flows([t.float() for t in t_taps])
+                g_s = self.plan.student_flows([s.float() for s in s_taps])
+        if flags["flow"]:
+            terms["flow"] = cfg.lambda_flow * L.flow_loss(g_t, g_s, cfg.flow_reduction)
+        if flags["adv"]:
+            # 1) discriminator step: teacher flows are real, (detached) student flows fake
+            real = self.disc(g_t)
+            fake = self.disc([g.detach() for g in g_s])
+            d_loss = L.discriminator_loss(real, fake, cfg.gan_loss)
+            self._check({"d_loss": d_loss})
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler_d.scale(d_loss).backward()
+            if self.world > 1:
+                for p in self.disc.parameters():
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= self.world
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            extra["d_loss"] = d_loss.detach()
+            extra["d_acc_real"], extra["d_acc_fake"] = L.discriminator_accuracy(real, fake, cfg.gan_loss)
+            # 2) the student's adversarial term, against the updated discriminators
+            terms["adv"] = cfg.lambda_adv * L.generator_loss(self.disc(g_s), cfg.gan_loss)
+        total = sum(terms.values())
+        self._check(terms)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        if self.disc is not None:
+            self.disc.zero_grad(set_to_none=True)  # the adversarial term also reached the discriminators
+        return {**{k: v.detach() for k, v in terms.items()}, **extra}, logits.detach()
+
     def train_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, stage = self.cfg, self.stage(epoch)
+        """One epoch; returns its record (mean loss terms, accuracies, speed)."""
+        cfg = self.cfg
+        flags = self.flags(self.stage(epoch))
         self.student.train()
         if self.disc:
             self.disc.train()
         loader = self.loaders.train
         loader.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        correct = labelled = seen = 0
-        d_real = d_fake = 0.0
-        use_ce = stage != 1 and cfg.ce_weight > 0
-        use_flow = self.plan is not None and cfg.lambda_flow > 0 and stage != 2
-        use_adv = self.disc is not None and cfg.lambda_adv > 0 and stage != 2
-        use_kd = cfg.method == "kd" and cfg.kd_weight > 0
-        use_at = self.at_taps is not None and cfg.at_beta > 0
-        need_taps = use_flow or use_adv or use_at
+        sums: dict[str, Tensor] = {}
+        correct = torch.zeros((), device=self.device)
+        labelled = torch.zeros((), device=self.device)
+        seen = 0
         bar = None
         t0 = time.perf_counter()
         if self.progress:
@@ -441,92 +511,42 @@ class _Run:
 
             bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
         for step, (x, y) in enumerate(loader):
-            terms: dict[str, Tensor] = {}
-            t_logits = t_taps = None
-            if self.teacher is not None and (use_kd or need_taps):
-                with torch.no_grad(), self._autocast():
-                    t_logits, t_taps = self.teacher(x, return_taps=True)
-            with self._autocast():
-                out = self.model(x, return_taps=need_taps)
-            logits, s_taps = out if need_taps else (out, None)
-            if use_ce:
-                terms["ce"] = cfg.ce_weight * L.cross_entropy(logits.float(), y)
-            if use_kd:
-                terms["kd"] = cfg.kd_weight * L.kd_loss(logits.float(), t_logits.float(), cfg.temperature)
-            if use_at:
-                t_ends, s_ends = self.at_taps
-                terms["at"] = cfg.at_beta / 2 * L.at_loss([t_taps[i] for i in t_ends], [s_taps[i] for i in s_ends])
-            if use_flow or use_adv:
-                with self._no_autocast():
-                    g_t = self.plan.teacher_flows([t.float() for t in t_taps])
-                    g_s = self.plan.student_flows([s.float() for s in s_taps])
-            if use_flow:
-                terms["flow"] = cfg.lambda_flow * L.flow_loss(g_t, g_s, cfg.flow_reduction)
-            if use_adv:
-                # 1) discriminator step: teacher flows are real, (detached) student flows fake
-                real = self.disc(g_t)
-                fake = self.disc([g.detach() for g in g_s])
-                d_loss = L.discriminator_loss(real, fake, cfg.gan_loss)
-                self._check({"d_loss": d_loss}, epoch, step)
-                self.opt_d.zero_grad(set_to_none=True)
-                self.scaler_d.scale(d_loss).backward()
-                if self.world > 1:
-                    for p in self.disc.parameters():
-                        if p.grad is not None:
-                            dist.all_reduce(p.grad)
-                            p.grad /= self.world
-                self.scaler_d.step(self.opt_d)
-                self.scaler_d.update()
-                acc_r, acc_f = L.discriminator_accuracy(real, fake, cfg.gan_loss)
-                d_real += acc_r * len(x)
-                d_fake += acc_f * len(x)
-                sums["d_loss"] = sums.get("d_loss", 0.0) + float(d_loss.detach()) * len(x)
-                # 2) the student's adversarial term, against the updated discriminators
-                terms["adv"] = cfg.lambda_adv * L.generator_loss(self.disc(g_s), cfg.gan_loss)
-            total = sum(terms.values())
-            self._check(terms, epoch, step)
-            self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self.sched.step()
-            if self.disc is not None:
-                self.disc.zero_grad(set_to_none=True)  # the adversarial term also reached the discriminators
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(x)
+            self.where = (epoch, step)
+            values, logits = self.train_step(x, y, flags)
+            for k, v in values.items():
+                sums[k] = sums[k] + v * len(x) if k in sums else v * len(x)
             mask = y >= 0
-            correct += int((logits.argmax(1)[mask] == y[mask]).sum())
-            labelled += int(mask.sum())
+            correct += (logits.argmax(1)[mask] == y[mask]).sum()
+            labelled += mask.sum()
             seen += len(x)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix({k: f"{sums[k] / seen:.3g}" for k in terms})
+                if step % 10 == 0:
+                    bar.set_postfix({k: f"{float(values[k]):.3g}" for k in values if not k.startswith("d_acc")})
         if bar is not None:
             bar.close()
         wall = time.perf_counter() - t0
-        rec: dict[str, Any] = {f"loss_{k}": v / max(seen, 1) for k, v in sums.items()}
-        rec["loss_total"] = sum(v for k, v in rec.items() if k != "loss_d_loss")
-        if "loss_d_loss" in rec:
-            rec["loss_disc"] = rec.pop("loss_d_loss")
-        if self.disc is not None and use_adv:
-            rec["d_acc_real"], rec["d_acc_fake"] = 100 * d_real / seen, 100 * d_fake / seen
-        rec["train_acc"] = 100.0 * correct / max(labelled, 1)
+        means = {k: float(v) / max(seen, 1) for k, v in sums.items()}
+        rec: dict[str, Any] = {f"loss_{k}": v for k, v in means.items() if not k.startswith("d_")}
+        rec["loss_total"] = sum(rec.values())
+        if "d_loss" in means:
+            rec["loss_disc"] = means["d_loss"]
+            rec["d_acc_real"], rec["d_acc_fake"] = 100 * means["d_acc_real"], 100 * means["d_acc_fake"]
+        rec["train_acc"] = 100.0 * float(correct) / max(float(labelled), 1.0)
         rec["train_time_s"] = wall
         rec["images_per_s"] = seen * self.world / wall
         return rec
 
-    def _check(self, terms: dict[str, Tensor], epoch: int, step: int) -> None:
+    def _check(self, terms: dict[str, Tensor]) -> None:
         vals = torch.stack([v.detach().float() for v in terms.values()])
         if bool(torch.isfinite(vals).all()):
             return
-        bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()))]
-        last = (
-            f"; the last good checkpoint is {self.out / 'checkpoint.pt'}"
-            if self.out and self.start_epoch + epoch > 0
-            else ""
-        )
+        epoch, step = self.where
+        bad = next(k for k, v in terms.items() if not bool(torch.isfinite(v.detach())))
+        last = self.out / "checkpoint.pt" if self.out is not None else None
+        keep = f"; the last good checkpoint is {last}" if last is not None and last.exists() else ""
         raise NonFiniteLossError(
-            f"loss term {bad[0]!r} became {float(terms[bad[0]].detach())} at epoch {epoch + 1}, step {step + 1}{last}"
+            f"loss term {bad!r} became {float(terms[bad].detach())} at epoch {epoch + 1}, step {step + 1}{keep}"
         )
 
 
@@ -566,6 +586,9 @@ def train(
     for epoch in range(run.start_epoch, cfg.epochs):
         rec = {"epoch": epoch + 1, "stage": run.stage(epoch), "lr": run.opt.param_groups[0]["lr"]}
         rec.update(run.train_epoch(epoch))
+        if run.world > 1:  # batch-norm statistics are per rank: evaluate and save rank 0's everywhere
+            for buf in run.student.buffers():
+                dist.broadcast(buf, 0)
         if run.loaders.val is not None:
             rec["val_acc"] = evaluate(run.student, run.loaders.val, run.amp_dtype)["acc"]
         rec["test_acc"] = evaluate(run.student, run.loaders.test, run.amp_dtype)["acc"]
