@@ -1,0 +1,70 @@
+"""Time per training step of every method, relative to ``scratch`` and to ``kd``.
+
+For each teacher -> student pair, every method's engine (:class:`dfkd_lib.train._Run`, the
+same code ``train`` runs) takes steps on the same batches, methods interleaved round by round
+so that all see the same machine load. Prints the median milliseconds per step and the ratios.
+The target for the full objective (``adv-dense``) is at most 1.25x a ``kd`` step.
+
+    python benchmarks/bench_train.py [--batch 128] [--rounds 8] [--pairs 26:8 56:20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from dfkd_lib.data import get_loaders, make_synthetic
+from dfkd_lib.models import cifar_resnet
+from dfkd_lib.train import METHODS, _Run, config_for
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=8, help="timed steps per method (after one warm-up step)")
+    ap.add_argument("--pairs", nargs="+", default=["26:8", "56:20"], help="teacher:student depths")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    data = make_synthetic(10, train_per_class=(args.rounds + 2) * args.batch // 10 + 1, test_per_class=2)
+    print(f"device {device}, batch {args.batch}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"median of {args.rounds} steps")  # fmt: skip
+    for pair in args.pairs:
+        t_depth, s_depth = (int(v) for v in pair.split(":"))
+        teacher = cifar_resnet(t_depth).to(device).eval()
+        loaders = get_loaders(data, batch_size=args.batch, val_size=0, device=device, channels_last=True)
+        batches = list(loaders.train)[: args.rounds + 1]
+        runs = {}
+        for m in args.methods:
+            cfg = config_for(m, teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2)
+            run = _Run(cfg, loaders, teacher if m != "scratch" else None, progress=False)
+            runs[m] = (run, run.flags(run.stage(0)))  # fsp: its first stage (flow only)
+        times = {m: [] for m in runs}
+        for k, (x, y) in enumerate(batches):
+            for m, (run, flags) in runs.items():
+                sync(device)
+                t = time.perf_counter()
+                run.train_step(x, y, flags)
+                sync(device)
+                if k > 0:  # the first step warms up
+                    times[m].append(time.perf_counter() - t)
+        med = {m: statistics.median(v) for m, v in times.items()}
+        print(f"\nResNet-{t_depth} -> ResNet-{s_depth}")
+        print(f"{'method':<10} {'ms/step':>8} {'/scratch':>9} {'/kd':>6}")
+        for m, v in med.items():
+            kd = f"{v / med['kd']:>5.2f}x" if "kd" in med else "   -"
+            sc = f"{v / med['scratch']:>8.2f}x" if "scratch" in med else "       -"
+            print(f"{m:<10} {v * 1e3:>8.1f} {sc} {kd}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The results table and plots, made from committed run logs alone.
+
+A *run folder* holds ``config.json`` and ``log.jsonl`` as :func:`dfkd_lib.train.train` writes
+them. Runs are grouped by method, labelled fraction, teacher, student and data set; each group
+gives the mean and standard deviation over seeds of the test accuracy
+
+* at the last epoch,
+* at the best epoch (an optimistic number: it peeks at the test set), and
+* at the epoch with the best *validation* accuracy (the honest model-selection number).
+
+    python -m dfkd_lib report --runs results/cpu --out results/cpu
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunSummary", "GroupSummary", "load_runs", "summarise", "make_report"]
+
+
+@dataclass
+class RunSummary:
+    """One run's numbers."""
+
+    path: str
+    method: str
+    labelled_fraction: float
+    teacher: str | None
+    student: str
+    dataset: str
+    seed: int
+    epochs_done: int
+    epochs_planned: int
+    last: float
+    best: float
+    chosen_on_val: float | None
+    curve: list[float]
+
+    @property
+    def complete(self) -> bool:
+        return self.epochs_done >= self.epochs_planned
+
+
+@dataclass
+class GroupSummary:
+    """Mean and standard deviation (over seeds) of a group of runs."""
+
+    label: str
+    method: str
+    labelled_fraction: float
+    n: int
+    seeds: list[int]
+    last_mean: float
+    last_std: float
+    best_mean: float
+    best_std: float
+    val_mean: float | None
+    val_std: float | None
+
+
+def load_runs(root: str | Path) -> list[RunSummary]:
+    """Every run folder below ``root`` (searched recursively)."""
+    runs = []
+    for cfg_path in sorted(Path(root).rglob("config.json")):
+        log_path = cfg_path.with_name("log.jsonl")
+        if not log_path.exists():
+            continue
+        cfg = json.loads(cfg_path.read_text())
+        log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        if not log:
+            continue
+        test = [r["test_acc"] for r in log]
+        chosen = None
+        if all("val_acc" in r for r in log):
+            best_val = max(range(len(log)), key=lambda i: (log[i]["val_acc"], i))
+            chosen = test[best_val]
+        runs.append(
+            RunSummary(
+                str(cfg_path.parent),
+                cfg["method"],
+                cfg.get("labelled_fraction", 1.0),
+                cfg.get("teacher"),
+                cfg["student"],
+                cfg["dataset"],
+                cfg["seed"],
+                len(log),
+                cfg["epochs"],
+                test[-1],
+                max(test),
+                chosen,
+                test,
+            )  # fmt: skip
+        )
+    return runs
+
+
+def _label(method: str, fraction: float) -> str:
+    return method if fraction >= 1 else f"{method} ({fraction:.0%} labels)"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[RunSummary], complete_only: bool = True) -> list[GroupSummary]:
+    """Group runs by method and labelled fraction (in the order of the methods' first runs)."""
+    groups: dict[tuple[str, float], list[RunSummary]] = {}
+    for r in runs:
+        if r.complete or not complete_only:
+            groups.setdefault((r.method, r.labelled_fraction), []).append(r)
+    out = []
+    for (method, frac), rs in groups.items():
+        lm, ls = _mean_std([r.last for r in rs])
+        bm, bs = _mean_std([r.best for r in rs])
+        vals = [r.chosen_on_val for r in rs if r.chosen_on_val is not None]
+        vm, vs = _mean_std(vals) if len(vals) == len(rs) else (None, None)
+        out.append(
+            GroupSummary(
+                _label(method, frac), method, frac, len(rs), sorted(r.seed for r in rs), lm, ls, bm, bs, vm, vs
+            )
+        )
+    order = ["scratch", "kd", "at", "fsp", "dense", "adv", "adv-dense"]
+    out.sort(key=lambda g: (g.labelled_fraction < 1, order.index(g.method) if g.method in order else 99))
+    return out
+
+
+def _fmt(m: float | None, s: float | None) -> str:
+    return "-" if m is None else f"{m:.2f} ± {s:.2f}"
+
+
+def table_markdown(groups: list[GroupSummary]) -> str:
+    """The results table in Markdown."""
+    lines = [
+        "| method | seeds | last epoch | best epoch | chosen on validation |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for g in groups:
+        lines.append(
+            f"| {g.label} | {g.n} | {_fmt(g.last_mean, g.last_std)} | {_fmt(g.best_mean, g.best_std)} | {_fmt(g.val_mean, g.val_std)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def comparisons(groups: list[GroupSummary]) -> list[str]:
+    """The checks the results are measured against (issue: adv-dense vs fsp, kd and scratch)."""
+    by = {(g.method, g.labelled_fraction): g for g in groups}
+    full = by.get(("adv-dense", 1.0))
+    lines = []
+    if full is None:
+        return ["adv-dense (all labels) has no complete runs yet."]
+    for other in ("fsp", "kd"):
+        g = by.get((other, 1.0))
+        if g is None:
+            lines.append(f"{other}: no complete runs yet.")
+            continue
+        diff = full.last_mean - g.last_mean
+        sd = max(full.last_std, g.last_std)
+        verdict = "yes" if diff > sd else "no"
+        lines.append(f"adv-dense - {other} = {diff:+.2f} points (last epoch); more than one std ({sd:.2f})? {verdict}")
+    g = by.get(("scratch", 1.0))
+    if g is not None:
+        diff = full.last_mean - g.last_mean
+        verdict = "yes" if diff >= 0.79 else "no"
+        lines.append(
+            f"adv-dense - scratch = {diff:+.2f} points (last epoch); at least Yim's FSP margin of 0.79? {verdict}"
+        )
+    return lines
+
+
+def make_report(runs_root: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Write ``table.md``, ``summary.json`` and the plots for the runs below ``runs_root``."""
+    runs = load_runs(runs_root)
+    if not runs:
+        raise FileNotFoundError(f"no run logs (config.json + log.jsonl) found below {runs_root}")
+    out = Path(out or runs_root)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = summarise(runs)
+    incomplete = [r.path for r in runs if not r.complete]
+    text = "# Results\n\nTest accuracy (%), mean ± standard deviation over seeds.\n\n" + table_markdown(groups)
+    text += "\n" + "\n".join(f"- {c}" for c in comparisons(groups)) + "\n"
+    if incomplete:
+        text += "\nIncomplete runs left out: " + ", ".join(incomplete) + "\n"
+    (out / "table.md").write_text(text)
+    summary = {"groups": [asdict(g) for g in groups], "incomplete": incomplete, "comparisons": comparisons(groups)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _plots(runs, groups, out)
+    print(text)
+    return summary
+
+
+def _plots(runs: list[RunSummary], groups: list[GroupSummary], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not groups:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups)), 4))
+    xs = range(len(groups))
+    vals = [g.val_mean if g.val_mean is not None else g.last_mean for g in groups]
+    errs = [g.val_std if g.val_std is not None else g.last_std for g in groups]
+    ax.bar(xs, vals, yerr=errs, capsize=4, color=["#4c72b0" if g.labelled_fraction >= 1 else "#dd8452" for g in groups])
+    ax.set_xticks(list(xs), [g.label.replace(" (", "\n(") for g in groups], fontsize=9)
+    lo = min(v - e for v, e in zip(vals, errs))
+    ax.set_ylim(max(0, lo - 2), max(v + e for v, e in zip(vals, errs)) + 1)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy at the epoch chosen on validation (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=130)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for g in groups:
+        curves = [
+            r.curve for r in runs if r.complete and r.method == g.method and r.labelled_fraction == g.labelled_fraction
+        ]
+        n = min(len(c) for c in curves)
+        mean = [statistics.fmean(c[i] for c in curves) for i in range(n)]
+        ax.plot(range(1, n + 1), mean, label=g.label, linestyle="-" if g.labelled_fraction >= 1 else "--")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy per epoch (mean over seeds)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=130)
+    plt.close(fig)

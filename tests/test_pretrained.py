@@ -1,0 +1,52 @@
+import json
+import shutil
+
+import pytest
+
+from dfkd_lib import pretrained
+from dfkd_lib.checkpoint import CheckpointError
+from dfkd_lib.data import get_loaders
+from dfkd_lib.train import evaluate
+
+SHIPPED = pretrained.available()
+needs_teacher = pytest.mark.skipif("resnet26_cifar10" not in SHIPPED, reason="no teacher shipped yet")
+
+
+@needs_teacher
+def test_manifest_is_complete():
+    entry = pretrained.manifest()["resnet26_cifar10"]
+    for key in ("file", "sha256", "test_acc", "command", "commit", "arch"):
+        assert entry[key], key
+    assert "train-teacher" in entry["command"]
+    assert pretrained.sha256(pretrained.WEIGHTS_DIR / entry["file"]) == entry["sha256"]
+
+
+@needs_teacher
+def test_shipped_teacher_reaches_its_stated_accuracy(cifar):
+    model = pretrained.load_pretrained("resnet26_cifar10")
+    stated = pretrained.manifest()["resnet26_cifar10"]["test_acc"]
+    acc = evaluate(model, get_loaders(cifar).test)["acc"]
+    assert abs(acc - stated) <= 0.1, f"measured {acc:.2f} %, manifest says {stated} %"
+
+
+@needs_teacher
+def test_checksum_mismatch_is_reported(tmp_path, monkeypatch):
+    entry = pretrained.manifest()["resnet26_cifar10"]
+    shutil.copy(pretrained.WEIGHTS_DIR / "manifest.json", tmp_path / "manifest.json")
+    data = bytearray((pretrained.WEIGHTS_DIR / entry["file"]).read_bytes())
+    data[-100] ^= 0xFF
+    (tmp_path / entry["file"]).write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        pretrained.load_pretrained("resnet26_cifar10")
+
+
+def test_unknown_name_lists_available(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"a_model": {"file": "a.pt", "sha256": "0"}}))
+    with pytest.raises(KeyError, match="a_model"):
+        pretrained.load_pretrained("resnet1000")
+    with pytest.raises(CheckpointError, match="missing"):
+        pretrained.load_pretrained("a_model")
+    with pytest.raises(FileNotFoundError, match="neither a file nor a pretrained name"):
+        pretrained.load_teacher("resnet1000")

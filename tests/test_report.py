@@ -1,0 +1,49 @@
+import json
+
+import pytest
+
+from dfkd_lib.cli import main
+from dfkd_lib.report import load_runs, make_report, summarise
+
+
+def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0):
+    d = root / name
+    d.mkdir()
+    cfg = {"method": method, "labelled_fraction": fraction, "teacher": "t", "student": "resnet8", "dataset": "cifar10"}
+    (d / "config.json").write_text(json.dumps({**cfg, "seed": seed, "epochs": epochs or len(tests)}))
+    lines = [json.dumps({"epoch": i + 1, "test_acc": t, "val_acc": v}) for i, (t, v) in enumerate(zip(tests, vals))]
+    (d / "log.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_summary_numbers(tmp_path):
+    write_run(tmp_path, "a0", "scratch", 0, [50, 70, 60], [51, 69, 61])
+    write_run(tmp_path, "a1", "scratch", 1, [55, 65, 62], [50, 68, 70])
+    write_run(tmp_path, "b0", "adv-dense", 0, [80, 90], [80, 90], fraction=0.1)
+    write_run(tmp_path, "c0", "kd", 0, [10], [10], epochs=5)  # incomplete: left out
+    groups = summarise(load_runs(tmp_path))
+    assert [g.label for g in groups] == ["scratch", "adv-dense (10% labels)"]
+    s = groups[0]
+    assert s.n == 2 and s.seeds == [0, 1]
+    assert s.last_mean == pytest.approx(61.0) and s.last_std == pytest.approx(1.41421, rel=1e-4)
+    assert s.best_mean == pytest.approx(67.5)
+    # chosen on validation: run a0 -> epoch 2 (70), run a1 -> epoch 3 (62)
+    assert s.val_mean == pytest.approx(66.0)
+
+
+def test_report_command_writes_table_and_plots(tmp_path, capsys):
+    for seed in range(3):
+        write_run(tmp_path, f"s{seed}", "scratch", seed, [80, 85 + seed * 0.1], [80, 85])
+        write_run(tmp_path, f"f{seed}", "fsp", seed, [80, 86 + seed * 0.1], [80, 86])
+        write_run(tmp_path, f"k{seed}", "kd", seed, [80, 86.5 + seed * 0.1], [80, 86])
+        write_run(tmp_path, f"a{seed}", "adv-dense", seed, [80, 87 + seed * 0.1], [80, 87])
+    assert main(["report", "--runs", str(tmp_path)]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "| adv-dense | 3 | 87.10 ± 0.10 |" in table
+    assert "adv-dense - fsp = +1.00 points" in table and "adv-dense - scratch = +2.00 points" in table
+    assert (tmp_path / "accuracy.png").stat().st_size > 1000 and (tmp_path / "curves.png").exists()
+
+
+def test_report_without_runs_is_an_error(tmp_path, capsys):
+    assert main(["report", "--runs", str(tmp_path)]) == 2
+    assert "no run logs" in capsys.readouterr().err
+    assert make_report is not None
