@@ -46,7 +46,7 @@ TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
 #: the real CIFAR-10. ``full``: paper scale (Yim et al. trained 64k iterations at batch 128,
 #: about 180 epochs of the 45k training images; three seeds for every reported number).
 _KNOBS: dict[str, dict[str, Any]] = {
-    "quick": {"epochs": 2, "max_train_batches": 60, "eval_size": 2000, "seeds": (0,)},
+    "quick": {"epochs": 3, "max_train_batches": 40, "eval_size": 2000, "seeds": (0,)},
     "full": {"epochs": 180, "max_train_batches": None, "eval_size": None, "seeds": (0, 1, 2)},
 }
 
