@@ -557,6 +557,7 @@ def train(
     progress: bool | None = None,
     callback: Callable[[dict[str, Any], Any], None] | None = None,
     verbose: bool = True,
+    on_start: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train a student (or a teacher, with ``method="scratch"``) as ``cfg`` says.
 
@@ -567,6 +568,8 @@ def train(
         progress: show progress bars (default: on the main process).
         callback: called after every epoch with the epoch's record and the run.
         verbose: print one line per epoch.
+        on_start: called once with the run before the first epoch (e.g. to record the
+            untrained student, see :class:`dfkd_lib.explorer.FlowRecorder`).
 
     Returns:
         The trained student, the per-epoch history and the discriminators and flow plan used.
@@ -582,6 +585,8 @@ def train(
             (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
             if run.start_epoch == 0:
                 (run.out / "log.jsonl").write_text("")
+    if on_start is not None:
+        on_start(run)
     t_start = time.perf_counter()
     for epoch in range(run.start_epoch, cfg.epochs):
         rec = {"epoch": epoch + 1, "stage": run.stage(epoch), "lr": run.opt.param_groups[0]["lr"]}
