@@ -172,8 +172,8 @@ class Chapter:
         """A phrase for the prose: where the teacher came from."""
         spec = self.teacher_spec
         if spec == TEACHER_NAME:
-            return f"the pretrained `{TEACHER_NAME}` shipped with `dfkd_lib`"
-        return "a teacher checkpoint given by the `DFKD_TEACHER` environment variable"
+            return f"the pretrained {TEACHER_NAME} shipped with dfkd_lib"
+        return "a teacher checkpoint named by the DFKD_TEACHER environment variable"
 
     # --- training -----------------------------------------------------------------------------
     def config(self, method: str, **overrides: Any) -> TrainConfig:
@@ -191,13 +191,14 @@ class Chapter:
         return config_for(method, **kw)
 
     def describe(self) -> str:
-        """One line saying what this chapter runs with."""
+        """Two short lines saying what this chapter runs with."""
         data = "generated stand-in data (NOT CIFAR-10)" if self.synthetic else "CIFAR-10"
+        where = f"{self.device}" if self.device.type != "cpu" else f"cpu, {torch.get_num_threads()} thread(s)"
         batches = "all" if self.max_train_batches is None else str(self.max_train_batches)
-        evals = "all" if self.eval_size is None else str(self.eval_size)
+        evals = "all" if self.eval_size is None else f"{self.eval_size:,}"
         return (
-            f"profile {self.profile} | device {self.device} ({torch.get_num_threads()} CPU threads) | data {data} "
-            f"| epochs {self.epochs}, batches/epoch {batches}, test images evaluated {evals}"
+            f"profile {self.profile} | {where} | data {data}\n"
+            f"runs: {self.epochs} epochs x {batches} batches of {self.batch_size} | test images: {evals}"
         )
 
 

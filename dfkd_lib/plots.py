@@ -101,8 +101,8 @@ def _heatmap(
     if title:
         ax.set_title(title)
     if labels:
-        ax.set_xlabel("channel $j$ of the later map")
-        ax.set_ylabel("channel $i$ of the earlier map")
+        ax.set_xlabel("channel $j$ (later map)")
+        ax.set_ylabel("channel $i$ (earlier map)")
     m, n = g.shape
     ax.set_xticks(_ticks(n))
     ax.set_yticks(_ticks(m))
@@ -160,14 +160,16 @@ def plot_flow_pair(
     if gt.shape != gs.shape:
         raise ValueError(f"teacher matrix {gt.shape} and student matrix {gs.shape} differ in shape")
     lo, hi = float(min(gt.min(), gs.min())), float(max(gt.max(), gs.max()))
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.0), layout="constrained")
-    _heatmap(axes[0], gt, names[0], False, lo, hi, colorbar=False)
-    im = _heatmap(axes[1], gs, names[1], False, lo, hi, colorbar=False)
+    # about 8.5 inches wide: shown near full size in the book's text column
+    fig, axes = plt.subplots(1, 3, figsize=(8.6, 3.3), layout="constrained")
+    _heatmap(axes[0], gt, names[0], False, lo, hi, colorbar=False, aspect="auto")
+    im = _heatmap(axes[1], gs, names[1], False, lo, hi, colorbar=False, aspect="auto")
     axes[1].set_ylabel("")
     cb = fig.colorbar(im, ax=axes[:2], shrink=0.85, pad=0.02)
     cb.ax.tick_params(labelsize=9)
     diff = gt - gs
-    _heatmap(axes[2], diff, f"{names[0]} − {names[1]}\n" + rf"$\|\Delta\|^2$ = {float((diff**2).sum()):.3g}", True)
+    title3 = f"{names[0]} − {names[1]}\n" + rf"$\|\Delta\|^2$ = {float((diff**2).sum()):.3g}"
+    _heatmap(axes[2], diff, title3, True, aspect="auto")
     axes[2].set_ylabel("")
     if title:
         fig.suptitle(title)
@@ -180,14 +182,14 @@ def plot_flow_grid(
     ncols: int | None = None,
     diverging: bool = False,
     title: str | None = None,
-    panel_size: float = 2.7,
+    panel_size: float = 2.5,
 ) -> Figure:
     """A grid of flow items (e.g. every item of a dense flow), one heatmap and colour bar each.
 
     Args:
         flows: ``(m, n)`` or ``(B, m, n)`` matrices.
         names: a title for each item (e.g. ``FlowPlan.names``).
-        ncols: panels per row (default: up to 6).
+        ncols: panels per row (default: 3 for 3, 5, 6 or 9 items, else up to 4).
         diverging: use a diverging map (for differences).
         title: figure title.
         panel_size: width of one panel in inches.
@@ -198,7 +200,7 @@ def plot_flow_grid(
     names = list(names) if names is not None else [f"item {k}" for k in range(len(mats))]
     if len(names) != len(mats):
         raise ValueError(f"{len(mats)} flow items but {len(names)} names")
-    ncols = ncols or min(6, len(mats))
+    ncols = ncols or (3 if len(mats) in (3, 5, 6, 9) else min(4, len(mats)))
     nrows = math.ceil(len(mats) / ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(panel_size * ncols + 0.6, panel_size * 0.95 * nrows + (0.5 if title else 0.2)),
@@ -318,7 +320,7 @@ def plot_history(
     history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
     keys: Sequence[str] | None = None,
     title: str | None = None,
-    panel_size: tuple[float, float] = (4.6, 3.4),
+    panel_size: tuple[float, float] = (3.9, 3.0),
 ) -> Figure:
     """Training curves from :func:`dfkd_lib.train` histories (one record per epoch).
 
@@ -376,7 +378,7 @@ def show_images(
     ncols: int = 10,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    size: float = 1.25,
+    size: float = 0.9,
     title: str | None = None,
 ) -> Figure:
     """A grid of images with their class names.
@@ -443,7 +445,8 @@ def plot_tap_alignment(
     if len(teacher_names) != len(teacher_stages):
         raise ValueError(f"{len(teacher_names)} teacher names but {len(teacher_stages)} teacher stages")
     nt = len(teacher_names)
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.62 * nt + 2.0), 3.6), layout="constrained")
+    # about 8.5 inches for 13 teacher taps: shown near full size in the book's text column
+    fig, ax = plt.subplots(figsize=(min(8.6, max(6.0, 0.5 * nt + 2.0)), 3.4), layout="constrained")
     for s in sorted(set(teacher_stages)):  # a light band behind each stage
         xs = [i for i, st in enumerate(teacher_stages) if st == s]
         ax.axvspan(min(xs) - 0.42, max(xs) + 0.42, color=STAGE_COLORS[s % len(STAGE_COLORS)], alpha=0.09, lw=0)
