@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m dfkd_lib train-teacher --arch resnet26 --epochs 40 --out runs/teacher-resnet26
+    python -m dfkd_lib train-teacher --arch resnet26 --epochs 30 --out runs/teacher-resnet26
     python -m dfkd_lib train --method adv-dense --teacher resnet26_cifar10 --student resnet8 --epochs 15
     python -m dfkd_lib train --config my_run.yaml --seed 1       # flags override the file
     python -m dfkd_lib train --out runs/x --resume                # continue a killed run
@@ -156,7 +156,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     tt = sub.add_parser("train-teacher", help="train a teacher with cross-entropy (method scratch)")
     tt.add_argument("--config", help="YAML file of options (flags override it)")
-    tt.add_argument("--arch", default="resnet26", help="teacher network (default resnet26)")
+    tt.add_argument("--arch", default=None, help="teacher network (default: the config file's student, else resnet26)")
     _add_config_flags(tt, skip={"method", "student", "teacher", "pairs", "pool", "flow_reduction", "lambda_flow", "lambda_adv",
                                  "gan_loss", "kd_weight", "temperature", "at_beta", "two_stage", "stage1_epochs", "d_lr",
                                  "d_betas", "d_hidden", "spectral_norm", "labelled_fraction", "ce_weight"})  # fmt: skip
@@ -183,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
 
             train(build_config(args), progress=sys.stderr.isatty())
         elif args.command == "train-teacher":
-            fixed = {"method": "scratch", "student": args.arch}
-            train_cfg = build_config(args, fixed)
-            if args.out_dir is None:
-                train_cfg.out_dir = f"runs/teacher-{args.arch}-{train_cfg.dataset}-s{train_cfg.seed}"
+            file_values = _load_yaml(args.config) if args.config else {}
+            arch = args.arch or file_values.get("student") or "resnet26"
+            default_out = args.out_dir is None and "out_dir" not in file_values
+            train_cfg = build_config(args, {"method": "scratch", "student": arch})
+            if default_out:
+                train_cfg.out_dir = f"runs/teacher-{arch}-{train_cfg.dataset}-s{train_cfg.seed}"
             from .train import train
 
             train(train_cfg, progress=sys.stderr.isatty())

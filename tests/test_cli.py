@@ -69,3 +69,14 @@ def test_train_teacher_command_runs(tmp_path, capsys):
     )
     assert rc == 0 and (out / "model.pt").exists()
     assert "epoch   1/1" in capsys.readouterr().out
+
+
+def test_train_teacher_respects_the_config_file(tmp_path):
+    cfg_file = tmp_path / "teacher.yaml"
+    cfg_file.write_text(
+        f"student: resnet14\ndataset: synthetic\nsynthetic_per_class: 10\nepochs: 1\nout_dir: {tmp_path / 'tt'}\n"
+    )
+    assert main(["train-teacher", "--config", str(cfg_file)]) == 0
+    from dfkd_lib.checkpoint import load_model
+
+    assert load_model(tmp_path / "tt" / "model.pt").depth == 14

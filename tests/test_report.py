@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dfkd_lib.cli import main
-from dfkd_lib.report import load_runs, make_report, summarise
+from dfkd_lib.report import comparisons, load_runs, make_report, summarise, table_markdown
 
 
 def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0):
@@ -18,9 +18,11 @@ def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0):
 def test_summary_numbers(tmp_path):
     write_run(tmp_path, "a0", "scratch", 0, [50, 70, 60], [51, 69, 61])
     write_run(tmp_path, "a1", "scratch", 1, [55, 65, 62], [50, 68, 70])
-    write_run(tmp_path, "b0", "adv-dense", 0, [80, 90], [80, 90], fraction=0.1)
+    write_run(tmp_path, "b0", "adv-dense", 0, [80, 90, 85], [80, 90, 85], fraction=0.1)
     write_run(tmp_path, "c0", "kd", 0, [10], [10], epochs=5)  # incomplete: left out
     groups = summarise(load_runs(tmp_path))
+    assert "± " not in table_markdown(groups).splitlines()[-1]  # one seed: no standard deviation
+    assert "undecided" in comparisons([groups[1]])[0] or "no complete" in comparisons([groups[1]])[0]
     assert [g.label for g in groups] == ["scratch", "adv-dense (10% labels)"]
     s = groups[0]
     assert s.n == 2 and s.seeds == [0, 1]
@@ -39,7 +41,8 @@ def test_report_command_writes_table_and_plots(tmp_path, capsys):
     assert main(["report", "--runs", str(tmp_path)]) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| adv-dense | 3 | 87.10 ± 0.10 |" in table
-    assert "adv-dense - fsp = +1.00 points" in table and "adv-dense - scratch = +2.00 points" in table
+    assert "adv-dense - fsp = +1.00 points (last epoch, 3 vs 3 seeds); more than one std (0.10)? yes" in table
+    assert "adv-dense - scratch = +2.00 points" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 1000 and (tmp_path / "curves.png").exists()
 
 
