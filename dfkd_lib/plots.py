@@ -548,7 +548,7 @@ def plot_grouped_bars(
         if len(vs) != len(categories):
             raise ValueError(f"series {k!r} has {len(vs)} values for {len(categories)} categories")
     n, m = len(series), len(categories)
-    fig, ax = _new_axes(ax, (max(5.0, min(9.5, 0.45 * n * m + 1.8)), 3.6))
+    fig, ax = _new_axes(ax, (max(5.0, min(8.6, 0.3 * n * m + 2.6)), 3.6))
     width = 0.8 / max(n, 1)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     x = np.arange(m)
