@@ -150,8 +150,9 @@ def model_from_name(name: str, num_classes: int = 10) -> CifarResNet:
     return cifar_resnet(int(m.group(1)), num_classes)
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (only those that require gradients with ``trainable_only``), so a
+    frozen teacher still counts its own."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 

@@ -550,6 +550,20 @@ class _Run:
         )
 
 
+def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
+    """One short line per epoch (it must fit a book's output column)."""
+    losses = " ".join(f"{k[5:]} {v:.3g}" for k, v in rec.items() if k.startswith("loss_") and k != "loss_total")
+    parts = [f"epoch {rec['epoch']}/{epochs}", losses]
+    if "d_acc_real" in rec:
+        parts.append(f"D real/fake {rec['d_acc_real']:.0f}/{rec['d_acc_fake']:.0f}%")
+    accs = f"train {rec['train_acc']:.1f}"
+    if "val_acc" in rec:
+        accs += f" val {rec['val_acc']:.1f}"
+    parts.append(accs + f" test {rec['test_acc']:.1f}%")
+    parts.append(f"{rec['images_per_s']:.0f} img/s")
+    return " | ".join(parts)
+
+
 def train(
     cfg: TrainConfig,
     loaders: Loaders | None = None,
@@ -605,15 +619,7 @@ def train(
                 f.write(json.dumps(rec) + "\n")
             atomic_save(run.state(epoch), run.out / "checkpoint.pt")
         if verbose and run.main:
-            parts = [f"epoch {rec['epoch']:>3}/{cfg.epochs}"]
-            parts += [f"{k[5:]} {v:.4g}" for k, v in rec.items() if k.startswith("loss_")]
-            if "d_acc_real" in rec:
-                parts.append(f"D acc real/fake {rec['d_acc_real']:.0f}/{rec['d_acc_fake']:.0f}%")
-            parts.append(f"train {rec['train_acc']:.2f}%")
-            if "val_acc" in rec:
-                parts.append(f"val {rec['val_acc']:.2f}%")
-            parts.append(f"test {rec['test_acc']:.2f}%  ({rec['images_per_s']:.0f} img/s)")
-            print(" | ".join(parts), flush=True)
+            print(_epoch_line(rec, cfg.epochs), flush=True)
         if callback is not None:
             callback(rec, run)
         if run.world > 1:

@@ -68,7 +68,7 @@ def test_train_teacher_command_runs(tmp_path, capsys):
         ]
     )
     assert rc == 0 and (out / "model.pt").exists()
-    assert "epoch   1/1" in capsys.readouterr().out
+    assert "epoch 1/1 | ce " in capsys.readouterr().out
 
 
 def test_train_teacher_respects_the_config_file(tmp_path):
