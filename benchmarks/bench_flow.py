@@ -36,11 +36,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--depths", type=int, nargs="+", default=[8, 14, 26])
+    ap.add_argument(
+        "--memory-format", choices=["contiguous", "channels_last"], default="channels_last",
+        help="layout of the taps (training uses channels_last)",
+    )  # fmt: skip
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(
-        f"device {device}, batch {args.batch}, torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}"
+        f"device {device}, batch {args.batch}, taps {args.memory_format}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, median of {args.repeats}"
     )
     print(
         f"{'network':<10} {'taps':>4} {'items':>5} | {'loop fwd':>9} {'batched':>8} {'ratio':>6} | {'loop f+b':>9} {'batched':>8} {'ratio':>6}"
@@ -49,7 +54,8 @@ def main() -> None:
         model = cifar_resnet(depth).to(device)
         with torch.no_grad():
             _, taps = model(torch.randn(args.batch, 3, 32, 32, device=device), return_taps=True)
-        taps = [t.detach().requires_grad_(True) for t in taps]
+        fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
+        taps = [t.detach().contiguous(memory_format=fmt).requires_grad_(True) for t in taps]
         pairs = make_pairs("dense", model.tap_stages)
 
         def fwd(fn, taps=taps, pairs=pairs):

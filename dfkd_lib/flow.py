@@ -169,8 +169,15 @@ def dense_flows(taps: Sequence[Tensor], pairs: Sequence[Pair], pool: str = "max"
             pooled[i] = out
         return out
 
+    # Channels-last maps are (B, H, W, C) in memory: read them as positions x channels (a view)
+    # and concatenate along channels there, instead of copying them to channels x positions.
+    cl = all(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in taps)
+
+    def mat(t: Tensor) -> Tensor:
+        return t.permute(0, 2, 3, 1).flatten(1, 2) if cl else t.flatten(2)
+
     def cat(ts: list[Tensor]) -> Tensor:
-        return ts[0] if len(ts) == 1 else torch.cat(ts, 1)
+        return ts[0] if len(ts) == 1 else torch.cat(ts, 2 if cl else 1)
 
     out: list[Tensor | None] = [None] * len(pairs)
     for r in sorted(by_res, reverse=True):  # large to small, so pooling can reuse pooled maps
@@ -182,9 +189,12 @@ def dense_flows(taps: Sequence[Tensor], pairs: Sequence[Pair], pool: str = "max"
             roles.append((a, b, False) if sizes[b] == r else (b, a, True))  # (row, col, transposed)
         row_taps = sorted({row for row, _, _ in roles})
         col_taps = sorted({col for _, col, _ in roles})
-        rows = cat([at(i, r).flatten(2) for i in row_taps]).float()
-        cols = cat([taps[i].flatten(2) for i in col_taps]).float()
-        gram = torch.bmm(rows, cols.transpose(1, 2)) / (r * r)
+        rows = cat([mat(at(i, r)) for i in row_taps]).float()
+        cols = cat([mat(taps[i]) for i in col_taps]).float()
+        if cl:  # (B, P, C_rows) and (B, P, C_cols)
+            gram = torch.bmm(rows.transpose(1, 2), cols) / (r * r)
+        else:  # (B, C_rows, P) and (B, C_cols, P)
+            gram = torch.bmm(rows, cols.transpose(1, 2)) / (r * r)
         # Cut the blocks with one split per axis, not one slice per item: the backward of a
         # slice allocates and fills a zero gradient of the whole Gram matrix for every item,
         # which made the backward pass slower than the per-pair loop for many items.

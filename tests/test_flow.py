@@ -74,6 +74,15 @@ def test_dense_batched_equals_per_pair_loop(depth, kind, pool):
         assert rel < 1e-5, f"pair {(a, b)}: relative error {rel}"
 
 
+@pytest.mark.parametrize("depth", [8, 14])
+def test_dense_batched_equals_loop_on_channels_last_maps(depth):
+    model, taps = taps_of(depth)
+    taps = [t.contiguous(memory_format=torch.channels_last) for t in taps]
+    pairs = make_pairs("dense", model.tap_stages)
+    for (a, b), gf, gs in zip(pairs, dense_flows(taps, pairs), flows_loop(taps, pairs)):
+        assert (gf - gs).norm() / gs.norm() < 1e-5, (a, b)
+
+
 def test_dense_batched_handles_reversed_resolution_roles():
     # a custom list over maps whose later tap is larger: the batched path transposes a block
     torch.manual_seed(0)
