@@ -577,7 +577,9 @@ def train(
 
     Args:
         cfg: the run's configuration (build it with :func:`config_for`).
-        loaders: data to use instead of the ones ``cfg`` names (e.g. generated data).
+        loaders: data to use instead of the ones ``cfg`` names (e.g. generated data); then the
+            config's data fields (``batch_size``, ``val_size``, ``labelled_fraction``,
+            ``max_train_batches``) are not used, and ``data.json`` in ``out_dir`` records what was.
         teacher: a teacher model to use instead of loading ``cfg.teacher``.
         progress: show progress bars (default: on the main process).
         callback: called after every epoch with the epoch's record and the run.
@@ -597,6 +599,11 @@ def train(
             raise FileExistsError(f"{run.out} already holds a run; pass resume=True (--resume) or another out_dir")
         if run.main:
             (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            # what the data really were (loaders passed in can differ from the config's data fields)
+            ld = run.loaders
+            data = {"source": ld.source, "synthetic": ld.synthetic, "sizes": ld.sizes, "classes": ld.num_classes,
+                    "batch_size": ld.train.batch_size * run.world, "batches_per_epoch": len(ld.train)}  # fmt: skip
+            (run.out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
             if run.start_epoch == 0:
                 (run.out / "log.jsonl").write_text("")
     if on_start is not None:
