@@ -74,6 +74,16 @@ class FlowRecorder:
     def epochs(self) -> list[int]:
         return sorted(self.student)
 
+    def mean_flow(self, k: int, epoch: int | None = None) -> np.ndarray:
+        """Item ``k``'s matrix averaged over the images: the teacher's, or the student's at ``epoch``."""
+        mats = self.teacher if epoch is None else self.student[epoch]
+        return np.mean([m[k] for m in mats], axis=0)
+
+    def distance(self, epoch: int) -> list[float]:
+        """Per item, the squared Frobenius distance between the teacher's and the student's mean
+        matrices at ``epoch``."""
+        return [float(np.sum((self.mean_flow(k) - self.mean_flow(k, epoch)) ** 2)) for k in range(len(self.names))]
+
 
 def plot_flow_evolution(
     rec: FlowRecorder, image: int | None = None, items: Sequence[int] | None = None, epochs: Sequence[int] | None = None

@@ -28,6 +28,8 @@ def test_recorder_keeps_flows_per_epoch(synthetic, tmp_path):
     np.testing.assert_allclose(rec.student[2][1][5], plan.student_flows(taps)[5][1].numpy(), rtol=1e-4, atol=1e-6)
     # the student moved between epochs, the teacher is recorded once
     assert not np.allclose(rec.student[0][0][5], rec.student[2][0][5])
+    d0, d2 = rec.distance(0), rec.distance(2)
+    assert len(d0) == 6 and sum(d2) < sum(d0)  # dense transfer pulled the flows together
     fig = plot_flow_evolution(rec, image=None)
     assert len(fig.axes) >= 6 * 5
     widget = flow_explorer(rec)
