@@ -17,8 +17,9 @@ import time
 import torch
 
 from dfkd_lib.data import get_loaders, make_synthetic
+from dfkd_lib.losses import initial_flow_loss
 from dfkd_lib.models import cifar_resnet
-from dfkd_lib.train import METHODS, _Run, config_for
+from dfkd_lib.train import METHODS, RECIPES, _Run, config_for
 
 
 def sync(device: torch.device) -> None:
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=["26:8", "56:20"], help="teacher:student depths")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--d-hidden", type=int, nargs="+", default=None, help="discriminator hidden widths")
     args = ap.parse_args()
     device = torch.device(args.device)
     data = make_synthetic(10, train_per_class=(args.rounds + 2) * args.batch // 10 + 1, test_per_class=2)
@@ -40,12 +42,30 @@ def main() -> None:
           f"median of {args.rounds} steps")  # fmt: skip
     for pair in args.pairs:
         t_depth, s_depth = (int(v) for v in pair.split(":"))
-        teacher = cifar_resnet(t_depth).to(device).eval()
         loaders = get_loaders(data, batch_size=args.batch, val_size=0, device=device, channels_last=True)
         batches = list(loaders.train)[: args.rounds + 1]
+        # A random teacher whose batch-norm statistics are measured on the data, so that its
+        # activations (and flows) have the scale of a trained network's; timing does not
+        # depend on the weights.
+        teacher = cifar_resnet(t_depth).to(device)
+        for m in teacher.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # cumulative average
+        with torch.no_grad():
+            for x, _ in batches:
+                teacher(x)
+        teacher.eval()
+        # the recipes' flow weights were chosen for ResNet-8 (6 dense items); scale them so the
+        # flow term starts where it starts for ResNet-8, as a user of a new pair would
+        x0 = batches[0][0]
+        base = initial_flow_loss(teacher, cifar_resnet(8).to(device), x0)
+        scale = base / initial_flow_loss(teacher, cifar_resnet(s_depth).to(device), x0)
         runs = {}
         for m in args.methods:
-            cfg = config_for(m, teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2)
+            lam = RECIPES[m].get("lambda_flow", 0.0) * scale
+            cfg = config_for(
+                m, teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2, lambda_flow=lam
+            )
             run = _Run(cfg, loaders, teacher if m != "scratch" else None, progress=False)
             runs[m] = (run, run.flags(run.stage(0)))  # fsp: its first stage (flow only)
         times = {m: [] for m in runs}

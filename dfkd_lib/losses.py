@@ -29,6 +29,7 @@ __all__ = [
     "discriminator_loss",
     "generator_loss",
     "discriminator_accuracy",
+    "initial_flow_loss",
 ]
 
 GAN_LOSSES = ("bce", "lsgan", "hinge")
@@ -155,3 +156,27 @@ def discriminator_accuracy(
     real = torch.cat([r.detach().flatten() for r in real_logits])
     fake = torch.cat([f.detach().flatten() for f in fake_logits])
     return (real > thr).float().mean(), (fake < thr).float().mean()
+
+
+@torch.no_grad()
+def initial_flow_loss(teacher, student, x: Tensor, pairs="dense", pool: str = "max", reduction: str = "sum") -> float:
+    """The unweighted flow loss between ``teacher`` and ``student`` on the batch ``x``.
+
+    Measured on an untrained student, ``1 / initial_flow_loss(...)`` is a weight ``lambda_flow``
+    that makes the flow term start at 1 (the rule of method.md, section 6). The sum over items
+    grows with the number of items and their sizes, so a new teacher-student pair or pair set
+    needs its own weight.
+    """
+    from .flow import make_flow_plan
+
+    plan = make_flow_plan(teacher, student, pairs, pool)
+    modes = teacher.training, student.training
+    teacher.eval()
+    student.eval()
+    _, t_taps = teacher(x, return_taps=True)
+    _, s_taps = student(x, return_taps=True)
+    teacher.train(modes[0])
+    student.train(modes[1])
+    g_t = plan.teacher_flows([t.float() for t in t_taps])
+    g_s = plan.student_flows([s.float() for s in s_taps])
+    return float(flow_loss(g_t, g_s, reduction))

@@ -112,3 +112,16 @@ def test_discriminator_accuracy():
     fake = [torch.tensor([-1.0, -2.0, 0.5, -3.0])]
     assert [float(a) for a in L.discriminator_accuracy(real, fake, "bce")] == [0.75, 0.75]
     assert [float(a) for a in L.discriminator_accuracy([torch.tensor([0.6])], [torch.tensor([0.4])], "lsgan")] == [1, 1]
+
+
+def test_initial_flow_loss_matches_a_direct_computation():
+    torch.manual_seed(0)
+    teacher, student = cifar_resnet(14).eval(), cifar_resnet(8).eval()
+    x = torch.randn(4, 3, 32, 32)
+    plan = make_flow_plan(teacher, student, "chain")
+    with torch.no_grad():
+        expected = L.flow_loss(
+            plan.teacher_flows(teacher(x, return_taps=True)[1]), plan.student_flows(student(x, return_taps=True)[1])
+        )
+    assert L.initial_flow_loss(teacher, student, x, "chain") == pytest.approx(float(expected), rel=1e-6)
+    assert not teacher.training and not student.training
