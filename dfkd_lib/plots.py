@@ -219,6 +219,16 @@ def plot_flow_grid(
     return fig
 
 
+def _stage_legend(fig: Figure, stages: Sequence[int]) -> None:
+    """A legend of the stage colours below the figure."""
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", ms=9, color=STAGE_COLORS[s % len(STAGE_COLORS)],
+                   label="stem" if s == 0 else f"stage {s}")
+        for s in sorted(set(stages))
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+
+
 def _arc_top(a: int, b: int) -> float:
     return 0.3 * (b - a) + 0.1  # half the height of the arc from tap a to tap b
 
@@ -292,13 +302,7 @@ def plot_pair_diagram(
         fig, axes = ax.figure, [ax]
     for ax_, (name, ps) in zip(axes, sets.items()):
         _draw_pairs(ax_, tap_names, ps, tap_stages, name, top)
-    used = sorted(set(tap_stages))
-    handles = [
-        plt.Line2D([], [], marker="o", ls="", ms=9, color=STAGE_COLORS[s % len(STAGE_COLORS)],
-                   label="stem" if s == 0 else f"stage {s}")
-        for s in used
-    ]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    _stage_legend(fig, tap_stages)
     return fig
 
 
@@ -465,13 +469,7 @@ def plot_tap_alignment(
     ax.set_xlim(-0.6, nt - 0.4)
     ax.set_ylim(-0.75, 1.75)
     ax.axis("off")
-    used = sorted(set(teacher_stages))
-    handles = [
-        plt.Line2D([], [], marker="o", ls="", ms=9, color=STAGE_COLORS[s % len(STAGE_COLORS)],
-                   label="stem" if s == 0 else f"stage {s}")
-        for s in used
-    ]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    _stage_legend(fig, teacher_stages)
     return fig
 
 
