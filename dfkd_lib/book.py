@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import os
-import random
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ import torch
 
 from .data import DATA_ENV, DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_cifar, make_synthetic
 from .models import CifarResNet
-from .train import TrainConfig, config_for, pick_device
+from .train import TrainConfig, config_for, pick_device, seed_everything
 
 __all__ = ["PROFILES", "TEACHER_NAME", "Chapter", "setup", "in_colab"]
 
@@ -55,12 +54,6 @@ _KNOBS: dict[str, dict[str, Any]] = {
 def in_colab() -> bool:
     """Whether this code runs inside Google Colab."""
     return "google.colab" in sys.modules
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -248,7 +241,7 @@ def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Ch
     profile = profile.strip().lower()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    _seed_everything(seed)
+    seed_everything(seed)
 
     from . import plots
 
