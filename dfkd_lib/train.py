@@ -550,6 +550,29 @@ class _Run:
         )
 
 
+def _environment(device: torch.device, world: int) -> dict[str, Any]:
+    """Where a run ran: versions, device, threads and the library's git commit (if it has one)."""
+    import platform
+    import subprocess
+
+    from . import __version__
+
+    env: dict[str, Any] = {"dfkd_lib": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                           "device": str(device), "world_size": world, "threads": torch.get_num_threads()}  # fmt: skip
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        here = Path(__file__).resolve().parent
+        git = ["git", "-C", str(here)]
+        env["git_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                           timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10)
+        env["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass  # installed from a wheel, or no git
+    return env
+
+
 def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
     """One short line per epoch (it must fit a book's output column)."""
     losses = " ".join(f"{k[5:]} {v:.3g}" for k, v in rec.items() if k.startswith("loss_") and k != "loss_total")
@@ -602,7 +625,8 @@ def train(
             # what the data really were (loaders passed in can differ from the config's data fields)
             ld = run.loaders
             data = {"source": ld.source, "synthetic": ld.synthetic, "sizes": ld.sizes, "classes": ld.num_classes,
-                    "batch_size": ld.train.batch_size * run.world, "batches_per_epoch": len(ld.train)}  # fmt: skip
+                    "batch_size": ld.train.batch_size * run.world, "batches_per_epoch": len(ld.train),
+                    "environment": _environment(run.device, run.world)}  # fmt: skip
             (run.out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
             if run.start_epoch == 0:
                 (run.out / "log.jsonl").write_text("")
