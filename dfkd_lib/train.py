@@ -478,8 +478,11 @@ class _Run:
             self.scaler_d.update()
             extra["d_loss"] = d_loss.detach()
             extra["d_acc_real"], extra["d_acc_fake"] = L.discriminator_accuracy(real, fake, cfg.gan_loss)
-            # 2) the student's adversarial term, against the updated discriminators
+            # 2) the student's adversarial term, against the updated discriminators (their
+            # weights frozen, so that the student's backward pass computes no gradient for them)
+            self.disc.requires_grad_(False)
             terms["adv"] = cfg.lambda_adv * L.generator_loss(self.disc(g_s), cfg.gan_loss)
+            self.disc.requires_grad_(True)
         total = sum(terms.values())
         self._check(terms)
         self.opt.zero_grad(set_to_none=True)
@@ -487,8 +490,6 @@ class _Run:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
-        if self.disc is not None:
-            self.disc.zero_grad(set_to_none=True)  # the adversarial term also reached the discriminators
         return {**{k: v.detach() for k, v in terms.items()}, **extra}, logits.detach()
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
