@@ -16,7 +16,8 @@ def test_one_mlp_per_item_registered():
     assert n_params == sum(m * n * 8 + 8 + 8 + 1 for m, n in SHAPES)
     # every item's MLP, on its own, has the size of a flow_mlp
     for k, (m, n) in enumerate(SHAPES):
-        assert sum(p.numel() for p in d.item(k).parameters()) == sum(p.numel() for p in flow_mlp(m * n, (8,)).parameters())
+        one = flow_mlp(m * n, (8,))
+        assert sum(p.numel() for p in d.item(k).parameters()) == sum(p.numel() for p in one.parameters())
     # saved and loaded with everything else
     buf = io.BytesIO()
     torch.save(d.state_dict(), buf)
