@@ -3,7 +3,8 @@
 For each teacher -> student pair, every method's engine (:class:`dfkd_lib.train._Run`, the
 same code ``train`` runs) takes steps on the same batches, methods interleaved round by round
 so that all see the same machine load. Prints the median milliseconds per step and the ratios.
-The target for the full objective (``adv-dense``) is at most 1.25x a ``kd`` step.
+The target for the full objective (``adv-dense``) is at most 1.25x a ``kd`` step. Extra
+``adv-dense`` rows time other discriminator sizes (``--d-variants``) side by side.
 
     python benchmarks/bench_train.py [--batch 128] [--rounds 8] [--pairs 26:8 56:20]
 """
@@ -19,7 +20,9 @@ import torch
 from dfkd_lib.data import get_loaders, make_synthetic
 from dfkd_lib.losses import initial_flow_loss
 from dfkd_lib.models import cifar_resnet
-from dfkd_lib.train import METHODS, RECIPES, _Run, config_for
+from dfkd_lib.train import METHODS, RECIPES, TrainConfig, _Run, config_for
+
+RECIPES_D = TrainConfig().d_hidden
 
 
 def sync(device: torch.device) -> None:
@@ -35,13 +38,18 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--d-hidden", type=int, nargs="+", default=None, help="discriminator hidden widths")
+    ap.add_argument(
+        "--d-variants", nargs="*", default=["64,32"],
+        help="extra adv-dense rows with these discriminator hidden widths (comma-separated), timed side by side",
+    )  # fmt: skip
     args = ap.parse_args()
     device = torch.device(args.device)
     data = make_synthetic(10, train_per_class=(args.rounds + 2) * args.batch // 10 + 1, test_per_class=2)
     print(f"device {device}, batch {args.batch}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"median of {args.rounds} steps")  # fmt: skip
+          f"median of {args.rounds} steps, discriminators {tuple(args.d_hidden or RECIPES_D)}")  # fmt: skip
     for pair in args.pairs:
         t_depth, s_depth = (int(v) for v in pair.split(":"))
+        torch.manual_seed(0)  # the same random networks whatever else runs first
         loaders = get_loaders(data, batch_size=args.batch, val_size=0, device=device, channels_last=True)
         batches = list(loaders.train)[: args.rounds + 1]
         # A random teacher whose batch-norm statistics are measured on the data, so that its
@@ -63,11 +71,19 @@ def main() -> None:
         runs = {}
         for m in args.methods:
             lam = RECIPES[m].get("lambda_flow", 0.0) * scale
+            extra = {"d_hidden": tuple(args.d_hidden)} if args.d_hidden else {}
             cfg = config_for(
-                m, teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2, lambda_flow=lam
+                m, teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2, lambda_flow=lam, **extra
             )
             run = _Run(cfg, loaders, teacher if m != "scratch" else None, progress=False)
             runs[m] = (run, run.flags(run.stage(0)))  # fsp: its first stage (flow only)
+        for v in args.d_variants if "adv-dense" in args.methods else []:
+            hidden = tuple(int(h) for h in v.split(","))
+            lam = RECIPES["adv-dense"]["lambda_flow"] * scale
+            cfg = config_for("adv-dense", teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2,
+                             lambda_flow=lam, d_hidden=hidden)  # fmt: skip
+            run = _Run(cfg, loaders, teacher, progress=False)
+            runs[f"adv-dense D{v}"] = (run, run.flags(0))
         times = {m: [] for m in runs}
         for k, (x, y) in enumerate(batches):
             for m, (run, flags) in runs.items():
@@ -79,11 +95,11 @@ def main() -> None:
                     times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
         print(f"\nResNet-{t_depth} -> ResNet-{s_depth}")
-        print(f"{'method':<10} {'ms/step':>8} {'/scratch':>9} {'/kd':>6}")
+        print(f"{'method':<17} {'ms/step':>8} {'/scratch':>9} {'/kd':>6}")
         for m, v in med.items():
             kd = f"{v / med['kd']:>5.2f}x" if "kd" in med else "   -"
             sc = f"{v / med['scratch']:>8.2f}x" if "scratch" in med else "       -"
-            print(f"{m:<10} {v * 1e3:>8.1f} {sc} {kd}")
+            print(f"{m:<17} {v * 1e3:>8.1f} {sc} {kd}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ __all__ = [
     "plot_flow_pair",
     "plot_flow_grid",
     "plot_pair_diagram",
+    "stage_legend",
     "plot_history",
     "show_images",
     "plot_tap_alignment",
@@ -219,14 +220,18 @@ def plot_flow_grid(
     return fig
 
 
-def _stage_legend(fig: Figure, stages: Sequence[int]) -> None:
-    """A legend of the stage colours below the figure."""
+def stage_legend(where: Figure | Axes, stages: Sequence[int]) -> None:
+    """A legend of the stage colours below a figure (or below one axes)."""
     handles = [
         plt.Line2D([], [], marker="o", ls="", ms=9, color=STAGE_COLORS[s % len(STAGE_COLORS)],
                    label="stem" if s == 0 else f"stage {s}")
         for s in sorted(set(stages))
     ]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    if isinstance(where, Axes):
+        where.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=len(handles),
+                     frameon=False, fontsize="small")  # fmt: skip
+    else:
+        where.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
 
 
 def _arc_top(a: int, b: int) -> float:
@@ -271,6 +276,7 @@ def plot_pair_diagram(
     tap_stages: Sequence[int],
     title: str | None = None,
     ax: Axes | None = None,
+    legend: bool = True,
 ) -> Figure:
     """Taps as dots along a line (coloured by stage), flow items as arcs between them.
 
@@ -281,6 +287,8 @@ def plot_pair_diagram(
         tap_stages: stage of each tap (0 for the stem), e.g. ``model.tap_stages``.
         title: title of a single diagram (a mapping uses its keys).
         ax: axes for a single diagram.
+        legend: add the legend of the stage colours (below the figure, or below ``ax``); for
+            several diagrams in one figure pass ``False`` and call :func:`stage_legend` once.
     """
     if len(tap_names) != len(tap_stages):
         raise ValueError(f"{len(tap_names)} tap names but {len(tap_stages)} tap stages")
@@ -302,7 +310,10 @@ def plot_pair_diagram(
         fig, axes = ax.figure, [ax]
     for ax_, (name, ps) in zip(axes, sets.items()):
         _draw_pairs(ax_, tap_names, ps, tap_stages, name, top)
-    _stage_legend(fig, tap_stages)
+    # on axes the caller gave, the legend goes below those axes: a figure legend would be
+    # repeated by every diagram drawn into the same figure
+    if legend:
+        stage_legend(fig if ax is None else ax, tap_stages)
     return fig
 
 
@@ -469,7 +480,7 @@ def plot_tap_alignment(
     ax.set_xlim(-0.6, nt - 0.4)
     ax.set_ylim(-0.75, 1.75)
     ax.axis("off")
-    _stage_legend(fig, teacher_stages)
+    stage_legend(fig, teacher_stages)
     return fig
 
 
