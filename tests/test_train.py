@@ -50,6 +50,12 @@ def test_every_method_runs_and_logs(method, teacher_file, tmp_path):
         assert [r["stage"] for r in log] == [1, 2] and "loss_flow" in log[0] and "loss_ce" in log[1]
     model = load_model(tmp_path / "model.pt")
     assert model.depth == 8 and model.meta["method"] == method
+    # data.json says what the data were and where the run ran
+    data = json.loads((tmp_path / "data.json").read_text())
+    assert data["synthetic"] and data["batches_per_epoch"] >= 1
+    env = data["environment"]
+    assert env["device"] == "cpu" and env["world_size"] == 1 and env["torch"] == torch.__version__
+    assert env["threads"] == torch.get_num_threads()
 
 
 def test_teacher_stays_frozen(teacher_file):
