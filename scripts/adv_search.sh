@@ -19,8 +19,9 @@ declare -A ARGS=(
   [adv-dense-la0.01-sn]="--method adv-dense --lambda-adv 0.01 --gan-loss bce --d-hidden 256 128 --spectral-norm"
   [adv-dense-la0.01-lsgan]="--method adv-dense --lambda-adv 0.01 --gan-loss lsgan --d-hidden 256 128 --no-spectral-norm"
   [adv-dense-la0.01-d64]="--method adv-dense --lambda-adv 0.01 --gan-loss bce --d-hidden 64 32 --no-spectral-norm"
+  [adv-dense-la0.01-sn-d64]="--method adv-dense --lambda-adv 0.01 --gan-loss bce --d-hidden 64 32 --spectral-norm"
 )
-SETTINGS=${SETTINGS:-"dense adv-dense adv-dense-la0.01 adv-dense-sn adv-dense-la0.01-sn adv-dense-la0.01-lsgan adv-dense-la0.01-d64"}
+SETTINGS=${SETTINGS:-"dense adv-dense adv-dense-la0.01 adv-dense-sn adv-dense-la0.01-sn adv-dense-la0.01-lsgan adv-dense-la0.01-d64 adv-dense-la0.01-sn-d64"}
 for name in $SETTINGS; do
   dir="$OUT/$name"
   if [ -f "$dir/log.jsonl" ] && [ "$(wc -l < "$dir/log.jsonl")" -ge "$EPOCHS" ]; then
