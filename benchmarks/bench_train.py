@@ -22,7 +22,7 @@ from dfkd_lib.losses import initial_flow_loss
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.train import METHODS, RECIPES, TrainConfig, _Run, config_for
 
-RECIPES_D = TrainConfig().d_hidden
+DEFAULT_D_HIDDEN = TrainConfig().d_hidden  # what every method uses unless told otherwise
 
 
 def sync(device: torch.device) -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     device = torch.device(args.device)
     data = make_synthetic(10, train_per_class=(args.rounds + 2) * args.batch // 10 + 1, test_per_class=2)
     print(f"device {device}, batch {args.batch}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"median of {args.rounds} steps, discriminators {tuple(args.d_hidden or RECIPES_D)}")  # fmt: skip
+          f"median of {args.rounds} steps, discriminators {tuple(args.d_hidden or DEFAULT_D_HIDDEN)}")  # fmt: skip
     for pair in args.pairs:
         t_depth, s_depth = (int(v) for v in pair.split(":"))
         torch.manual_seed(0)  # the same random networks whatever else runs first
