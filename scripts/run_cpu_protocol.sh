@@ -6,6 +6,7 @@
 #
 #   bash scripts/run_cpu_protocol.sh                      # everything (about 9 hours on 2 cores)
 #   RUNS="scratch scratch:0.1" SEEDS="0" bash scripts/run_cpu_protocol.sh   # a subset
+#   UNTIL="23:15" bash scripts/run_cpu_protocol.sh      # start no new run after 23:15 (date -d syntax)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-15}
@@ -13,6 +14,9 @@ OUT=${OUT:-results/cpu}
 SEEDS=${SEEDS:-"0 1 2"}
 RUNS=${RUNS:-"scratch kd at fsp dense adv adv-dense scratch:0.1 adv-dense:0.1"}
 TEACHER=${TEACHER:-resnet26_cifar10}
+UNTIL=${UNTIL:-}
+stop_at=""
+[ -n "$UNTIL" ] && stop_at=$(date -d "$UNTIL" +%s)
 for seed in $SEEDS; do
   for spec in $RUNS; do
     method=${spec%%:*}
@@ -21,6 +25,10 @@ for seed in $SEEDS; do
     dir="$OUT/$method-lf$frac-s$seed"
     if [ -f "$dir/log.jsonl" ] && [ "$(wc -l < "$dir/log.jsonl")" -ge "$EPOCHS" ]; then
       echo "done already: $dir"
+      continue
+    fi
+    if [ -n "$stop_at" ] && [ "$(date +%s)" -ge "$stop_at" ]; then
+      echo "past UNTIL=$UNTIL: not starting $dir"
       continue
     fi
     teacher=(--teacher "$TEACHER")
