@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--d-hidden", type=int, nargs="+", default=None, help="discriminator hidden widths")
     ap.add_argument(
-        "--d-variants", nargs="*", default=["64,32"],
+        "--d-variants", nargs="*", default=["256,128"],
         help="extra adv-dense rows with these discriminator hidden widths (comma-separated), timed side by side",
     )  # fmt: skip
     args = ap.parse_args()

@@ -15,7 +15,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _sn
 __all__ = ["flow_mlp", "FlowDiscriminators"]
 
 
-def flow_mlp(in_features: int, hidden: Sequence[int] = (256, 128), spectral_norm: bool = False) -> nn.Sequential:
+def flow_mlp(in_features: int, hidden: Sequence[int] = (64, 32), spectral_norm: bool = False) -> nn.Sequential:
     """``Linear -> LeakyReLU(0.2)`` for each hidden width, then ``Linear -> 1 logit``."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
@@ -39,7 +39,7 @@ class FlowDiscriminators(nn.Module):
     """
 
     def __init__(
-        self, shapes: Sequence[tuple[int, int]], hidden: Sequence[int] = (256, 128), spectral_norm: bool = False
+        self, shapes: Sequence[tuple[int, int]], hidden: Sequence[int] = (64, 32), spectral_norm: bool = False
     ) -> None:
         super().__init__()
         if not shapes:

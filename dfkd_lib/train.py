@@ -113,7 +113,7 @@ class TrainConfig:
     # discriminators
     d_lr: float = 2e-4
     d_betas: tuple[float, float] = (0.5, 0.999)
-    d_hidden: tuple[int, ...] = (256, 128)
+    d_hidden: tuple[int, ...] = (64, 32)
     spectral_norm: bool = False
     # data
     labelled_fraction: float = 1.0
