@@ -60,6 +60,9 @@ __all__ = [
 
 METHODS = ("scratch", "kd", "at", "fsp", "dense", "adv", "adv-dense")
 
+# The adversarial settings of ``adv`` and ``adv-dense`` (see the comment in RECIPES)
+_ADV: dict[str, Any] = {"lambda_adv": 0.01, "spectral_norm": True, "d_hidden": (64, 32)}
+
 #: What each method sets on top of the :class:`TrainConfig` defaults.
 RECIPES: dict[str, dict[str, Any]] = {
     "scratch": {},
@@ -71,8 +74,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # results/adv-search): lambda_adv = 0.1, which makes the term start at order one, made the
     # student collapse to chance accuracy; of the settings tried, lambda_adv = 0.01 with spectral
     # normalisation and 64 x 32 hidden units ended highest on validation
-    "adv": {"pairs": "dense", "lambda_flow": 0.0, "lambda_adv": 0.01, "spectral_norm": True, "d_hidden": (64, 32)},
-    "adv-dense": {"pairs": "dense", "lambda_flow": 5e-4, "lambda_adv": 0.01, "spectral_norm": True, "d_hidden": (64, 32)},
+    "adv": {"pairs": "dense", "lambda_flow": 0.0, **_ADV},
+    "adv-dense": {"pairs": "dense", "lambda_flow": 5e-4, **_ADV},
 }
 _NEEDS_TEACHER = {"kd", "at", "fsp", "dense", "adv", "adv-dense"}
 _USES_FLOW = {"fsp", "dense", "adv", "adv-dense"}
