@@ -16,6 +16,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from dfkd_lib.data import get_loaders, make_synthetic
 from dfkd_lib.losses import initial_flow_loss
@@ -93,12 +94,18 @@ def main() -> None:
                 if k > 0:  # the first step warms up
                     times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
+        flops = {}
+        for m, (run, flags) in runs.items():  # one more step each, counted instead of timed
+            with FlopCounterMode(display=False) as counter:
+                run.train_step(*batches[0], flags)
+            flops[m] = counter.get_total_flops()
         print(f"\nResNet-{t_depth} -> ResNet-{s_depth}")
-        print(f"{'method':<17} {'ms/step':>8} {'/scratch':>9} {'/kd':>6}")
+        print(f"{'method':<17} {'ms/step':>8} {'/scratch':>9} {'/kd':>6} {'GFLOP':>7} {'FLOP /kd':>9}")
         for m, v in med.items():
             kd = f"{v / med['kd']:>5.2f}x" if "kd" in med else "   -"
             sc = f"{v / med['scratch']:>8.2f}x" if "scratch" in med else "       -"
-            print(f"{m:<17} {v * 1e3:>8.1f} {sc} {kd}")
+            fl = f"{flops[m] / flops['kd']:>8.2f}x" if "kd" in flops else "       -"
+            print(f"{m:<17} {v * 1e3:>8.1f} {sc} {kd} {flops[m] / 1e9:>7.1f} {fl}")
 
 
 if __name__ == "__main__":
