@@ -1,8 +1,10 @@
 """The results table and plots, made from committed run logs alone.
 
 A *run folder* holds ``config.json`` and ``log.jsonl`` as :func:`dfkd_lib.train.train` writes
-them. Runs are grouped by method, labelled fraction, teacher, student and data set; each group
-gives the mean and standard deviation over seeds of the test accuracy
+them. Runs are grouped by method, labelled fraction, teacher, student and data set, and by every
+other option that changes what is trained (:func:`run_options`), so that runs made with
+different settings are never averaged together; each group gives the mean and standard
+deviation over seeds of the test accuracy
 
 * at the last epoch,
 * at the best epoch (an optimistic number: it peeks at the test set), and
@@ -15,11 +17,51 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunSummary", "GroupSummary", "load_runs", "summarise", "table_markdown", "comparisons", "make_report"]
+__all__ = [
+    "RunSummary",
+    "GroupSummary",
+    "run_options",
+    "load_runs",
+    "summarise",
+    "table_markdown",
+    "comparisons",
+    "make_report",
+]
+
+# Options that say where or how a run was made, not what it trains
+_BOOKKEEPING = {"seed", "out_dir", "resume", "device", "data_dir", "download"}
+# Options that only matter while their term is switched on: (the term's weight, its options)
+_TERM_OPTIONS = (
+    ("kd_weight", ("temperature",)),
+    ("lambda_adv", ("gan_loss", "d_lr", "d_betas", "d_hidden", "spectral_norm")),
+)
+_FLOW_OPTIONS = ("pairs", "pool", "flow_reduction")  # used by the flow and the adversarial terms
+
+
+def run_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The options of a run's ``config.json`` that change what it trains.
+
+    Leaves out the seed and the bookkeeping (output folder, device, data folder), and the options
+    of terms that are switched off (the discriminators' settings when ``lambda_adv`` is 0, the
+    KD temperature when ``kd_weight`` is 0, the pair set when neither flow nor adversarial term
+    is on, the size of generated data for CIFAR). Two runs with equal options differ only in
+    their seed, so their results may be averaged.
+    """
+    opts = {k: v for k, v in config.items() if k not in _BOOKKEEPING}
+    for weight, keys in _TERM_OPTIONS:
+        if not opts.get(weight):
+            for k in keys:
+                opts.pop(k, None)
+    if not opts.get("lambda_flow") and not opts.get("lambda_adv"):
+        for k in _FLOW_OPTIONS:
+            opts.pop(k, None)
+    if opts.get("dataset") != "synthetic":
+        opts.pop("synthetic_per_class", None)
+    return opts
 
 
 @dataclass
@@ -39,6 +81,7 @@ class RunSummary:
     best: float
     chosen_on_val: float | None
     curve: list[float]
+    options: dict[str, Any] = field(default_factory=dict)  # run_options of its config
 
     @property
     def complete(self) -> bool:
@@ -61,6 +104,7 @@ class GroupSummary:
     val_mean: float | None
     val_std: float | None
     setting: str = ""
+    paths: list[str] = field(default_factory=list)  # the run folders averaged
 
 
 def load_runs(root: str | Path) -> list[RunSummary]:
@@ -94,6 +138,7 @@ def load_runs(root: str | Path) -> list[RunSummary]:
                 max(test),
                 chosen,
                 test,
+                run_options(cfg),
             )  # fmt: skip
         )
     return runs
@@ -112,25 +157,42 @@ def _setting(r: RunSummary) -> str:
 
 
 def summarise(runs: list[RunSummary], complete_only: bool = True) -> list[GroupSummary]:
-    """Group runs by method, labelled fraction, teacher and setting (student, data set, epochs).
+    """Group runs by method, labelled fraction, teacher, setting (student, data set, epochs) and
+    the rest of their options (:func:`run_options`).
 
     ``scratch`` runs have no teacher and share the setting of the other runs of their student,
-    data set and length, so they are compared with them.
+    data set and length, so they are compared with them. When runs of one method and fraction
+    were made with different options, each group's label names the options that set it apart
+    (for example ``adv-dense [d_hidden=[256, 128]]``), so that they are never averaged together.
     """
-    groups: dict[tuple[str, float, str, str], list[RunSummary]] = {}
+    groups: dict[tuple[str, float, str, str, str], list[RunSummary]] = {}
     for r in runs:
         if r.complete or not complete_only:
-            groups.setdefault((r.method, r.labelled_fraction, _setting(r), str(r.teacher)), []).append(r)
+            opts = json.dumps(r.options, sort_keys=True)
+            groups.setdefault((r.method, r.labelled_fraction, _setting(r), str(r.teacher), opts), []).append(r)
+    variants: dict[tuple, list[dict[str, Any]]] = {}
+    for key, rs in groups.items():
+        variants.setdefault(key[:4], []).append(rs[0].options)
     out = []
-    for (method, frac, setting, _), rs in groups.items():
+    for key, rs in groups.items():
+        method, frac, setting = key[:3]
+        label = _label(method, frac)
+        others = variants[key[:4]]
+        if len(others) > 1:  # name the options in which this group differs from the others
+            mine = rs[0].options
+            keys = sorted({k for o in others for k in set(o) | set(mine) if o.get(k) != mine.get(k)})
+            label += " [" + ", ".join(f"{k}={json.dumps(mine.get(k))}" for k in keys) + "]"
         lm, ls = _mean_std([r.last for r in rs])
         bm, bs = _mean_std([r.best for r in rs])
         vals = [r.chosen_on_val for r in rs if r.chosen_on_val is not None]
         vm, vs = _mean_std(vals) if len(vals) == len(rs) else (None, None)
         seeds = sorted(r.seed for r in rs)
-        out.append(GroupSummary(_label(method, frac), method, frac, len(rs), seeds, lm, ls, bm, bs, vm, vs, setting))
+        paths = [r.path for r in rs]
+        out.append(GroupSummary(label, method, frac, len(rs), seeds, lm, ls, bm, bs, vm, vs, setting, paths))
     order = ["scratch", "kd", "at", "fsp", "dense", "adv", "adv-dense"]
-    out.sort(key=lambda g: (g.setting, g.labelled_fraction < 1, order.index(g.method) if g.method in order else 99))
+    out.sort(
+        key=lambda g: (g.setting, g.labelled_fraction < 1, order.index(g.method) if g.method in order else 99, g.label)
+    )
     return out
 
 
@@ -161,16 +223,30 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
     if not groups:
         return ["no complete runs yet."]
     setting = groups[0].setting
-    by = {(g.method, g.labelled_fraction): g for g in groups if g.setting == setting}
+    by: dict[tuple[str, float], list[GroupSummary]] = {}
+    for g in groups:
+        if g.setting == setting:
+            by.setdefault((g.method, g.labelled_fraction), []).append(g)
+
+    def several(method: str) -> str:
+        return f"{method} was run with several settings ({'; '.join(g.label for g in by[(method, 1.0)])}): compare by hand."
+
     full = by.get(("adv-dense", 1.0))
     if full is None:
         return ["adv-dense (all labels) has no complete runs yet."]
+    if len(full) > 1:
+        return [several("adv-dense")]
+    full = full[0]
     lines = []
     for other in ("fsp", "kd", "scratch"):
-        g = by.get((other, 1.0))
-        if g is None:
+        gs = by.get((other, 1.0))
+        if gs is None:
             lines.append(f"{other}: no complete runs yet.")
             continue
+        if len(gs) > 1:
+            lines.append(several(other))
+            continue
+        g = gs[0]
         diff = full.last_mean - g.last_mean
         if other == "scratch":
             question, ok = "at least Yim's FSP margin of 0.79?", diff >= 0.79
@@ -229,9 +305,7 @@ def _plots(runs: list[RunSummary], groups: list[GroupSummary], out: Path) -> Non
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for g in groups:
-        curves = [
-            r.curve for r in runs if r.complete and r.method == g.method and r.labelled_fraction == g.labelled_fraction
-        ]
+        curves = [r.curve for r in runs if r.path in g.paths]
         n = min(len(c) for c in curves)
         mean = [statistics.fmean(c[i] for c in curves) for i in range(n)]
         ax.plot(range(1, n + 1), mean, label=g.label, linestyle="-" if g.labelled_fraction >= 1 else "--")

@@ -6,11 +6,12 @@ from dfkd_lib.cli import main
 from dfkd_lib.report import comparisons, load_runs, make_report, summarise, table_markdown
 
 
-def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0):
+def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0, **options):
     d = root / name
     d.mkdir()
     cfg = {"method": method, "labelled_fraction": fraction, "teacher": "t", "student": "resnet8", "dataset": "cifar10"}
-    (d / "config.json").write_text(json.dumps({**cfg, "seed": seed, "epochs": epochs or len(tests)}))
+    cfg.update(options, seed=seed, epochs=epochs or len(tests), out_dir=str(d))
+    (d / "config.json").write_text(json.dumps(cfg))
     lines = [json.dumps({"epoch": i + 1, "test_acc": t, "val_acc": v}) for i, (t, v) in enumerate(zip(tests, vals))]
     (d / "log.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -44,6 +45,30 @@ def test_report_command_writes_table_and_plots(tmp_path, capsys):
     assert "adv-dense - fsp = +1.00 points (last epoch, 3 vs 3 seeds); more than one std (0.10)? yes" in table
     assert "adv-dense - scratch = +2.00 points" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 1000 and (tmp_path / "curves.png").exists()
+
+
+def test_runs_with_other_settings_are_not_averaged(tmp_path):
+    adv = {"lambda_adv": 0.01, "lambda_flow": 5e-4, "pairs": "dense", "d_hidden": [64, 32]}
+    write_run(tmp_path, "a0", "adv-dense", 0, [80, 82], [80, 82], **adv)
+    write_run(tmp_path, "a1", "adv-dense", 1, [80, 84], [80, 84], **adv)
+    write_run(tmp_path, "old", "adv-dense", 0, [80, 90], [80, 90], **{**adv, "d_hidden": [256, 128]})
+    # options of a switched-off term do not split a group: kd ignores the discriminators' size
+    write_run(tmp_path, "k0", "kd", 0, [70, 71], [70, 71], kd_weight=0.9, lambda_adv=0.0, d_hidden=[256, 128])
+    write_run(tmp_path, "k1", "kd", 1, [70, 73], [70, 73], kd_weight=0.9, lambda_adv=0.0, d_hidden=[64, 32])
+    groups = {g.label: g for g in summarise(load_runs(tmp_path))}
+    assert sorted(groups) == ["adv-dense [d_hidden=[256, 128]]", "adv-dense [d_hidden=[64, 32]]", "kd"]
+    new = groups["adv-dense [d_hidden=[64, 32]]"]
+    assert (
+        new.n == 2
+        and new.last_mean == pytest.approx(83.0)
+        and sorted(new.paths)
+        == [
+            str(tmp_path / "a0"),
+            str(tmp_path / "a1"),
+        ]
+    )
+    assert groups["kd"].n == 2 and groups["kd"].last_mean == pytest.approx(72.0)
+    assert "several settings" in comparisons(list(groups.values()))[0]
 
 
 def test_report_without_runs_is_an_error(tmp_path, capsys):
