@@ -380,7 +380,10 @@ def plot_history(
         ax.set_ylabel(ylabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9, frameon=False)
+        if len(ax.get_legend_handles_labels()[1]) > 2:  # many curves: the legend goes below the panel
+            ax.legend(fontsize=8.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=3.6)
+        else:
+            ax.legend(fontsize=9, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
