@@ -110,8 +110,13 @@ def plot_flow_evolution(
         return mats[image][k] if image is not None else np.mean([m[k] for m in mats], axis=0)
 
     rows = ["teacher"] + [f"student, epoch {e}" for e in epochs] + [f"teacher − student\nepoch {epochs[-1]}"]
+    # about 1.45 inches a column, so that six items fit a book page without being scaled down
     fig, axes = plt.subplots(
-        len(rows), len(items), figsize=(2.3 * len(items) + 1.2, 2.05 * len(rows)), layout="constrained", squeeze=False
+        len(rows),
+        len(items),
+        figsize=(1.45 * len(items) + 1.0, 1.3 * len(rows) + 0.4),
+        layout="constrained",
+        squeeze=False,
     )
     for c, k in enumerate(items):
         gt = get(rec.teacher, k)
@@ -122,14 +127,16 @@ def plot_flow_evolution(
         for r, g in enumerate(panels):
             _heatmap(axes[r, c], g, None, False, lo, hi, colorbar=r == len(panels) - 1, labels=False, aspect="auto")
         _heatmap(axes[-1, c], gt - gs[-1], None, True, colorbar=True, labels=False, aspect="auto")
-        axes[0, c].set_title(rec.names[k], fontsize=10)
+        axes[0, c].set_title(rec.names[k], fontsize=9.5)
     for r, name in enumerate(rows):
-        axes[r, 0].set_ylabel(name, fontsize=10)
+        axes[r, 0].set_ylabel(name.replace(", ", ",\n"), fontsize=9.5)
+    for ax in fig.axes[len(rows) * len(items) :]:  # the colour bars
+        ax.tick_params(labelsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     which = "mean over the recorded images" if image is None else f"image {image}"
-    fig.suptitle(f"Flow matrices during training ({which}); each column shares one colour scale")
+    fig.suptitle(f"Flow matrices during training ({which});\neach column shares one colour scale", fontsize=11)
     return fig
 
 
