@@ -320,7 +320,7 @@ def plot_pair_diagram(
 _GROUPS = (
     ("loss", "loss (per image)", lambda k: k.startswith("loss_")),
     ("acc", "accuracy (%)", lambda k: k in ("train_acc", "val_acc", "test_acc")),
-    ("disc", "discriminator accuracy (%)", lambda k: k in ("d_acc_real", "d_acc_fake")),
+    ("disc", "D accuracy (%)", lambda k: k in ("d_acc_real", "d_acc_fake")),
 )
 _NICE = {
     "loss_ce": "cross-entropy", "loss_kd": "KD", "loss_flow": "flow", "loss_adv": "adversarial",
