@@ -218,11 +218,12 @@ def table_markdown(groups: list[GroupSummary]) -> str:
 def comparisons(groups: list[GroupSummary]) -> list[str]:
     """The checks the results are measured against: adv-dense above fsp and kd by more than one
     standard deviation (the larger of the two), and above scratch by at least Yim's FSP margin
-    on CIFAR-10 (0.79 points). Last-epoch means, within the setting of the first group; a
-    verdict needs at least two seeds a side."""
+    on CIFAR-10 (0.79 points). Last-epoch means, within the first setting that has adv-dense
+    runs with all labels (else the first group's); a verdict needs at least two seeds a side."""
     if not groups:
         return ["no complete runs yet."]
-    setting = groups[0].setting
+    full_settings = [g.setting for g in groups if g.method == "adv-dense" and g.labelled_fraction >= 1]
+    setting = full_settings[0] if full_settings else groups[0].setting
     by: dict[tuple[str, float], list[GroupSummary]] = {}
     for g in groups:
         if g.setting == setting:

@@ -71,6 +71,14 @@ def test_runs_with_other_settings_are_not_averaged(tmp_path):
     assert "several settings" in comparisons(list(groups.values()))[0]
 
 
+def test_comparisons_use_the_setting_that_has_adv_dense(tmp_path):
+    write_run(tmp_path, "t", "scratch", 0, [90], [90], student="resnet26")  # a teacher: another setting
+    write_run(tmp_path, "a", "adv-dense", 0, [82], [82])
+    write_run(tmp_path, "s", "scratch", 0, [81], [81])
+    lines = comparisons(summarise(load_runs(tmp_path)))
+    assert "adv-dense - scratch = +1.00 points" in lines[-1]
+
+
 def test_report_without_runs_is_an_error(tmp_path, capsys):
     assert main(["report", "--runs", str(tmp_path)]) == 2
     assert "no run logs" in capsys.readouterr().err
