@@ -109,7 +109,7 @@ def plot_flow_evolution(
     def get(mats: list[list[np.ndarray]], k: int) -> np.ndarray:
         return mats[image][k] if image is not None else np.mean([m[k] for m in mats], axis=0)
 
-    rows = ["teacher"] + [f"student, epoch {e}" for e in epochs] + [f"teacher − student\nepoch {epochs[-1]}"]
+    rows = ["teacher"] + [f"student,\nepoch {e}" for e in epochs] + [f"teacher − student\nepoch {epochs[-1]}"]
     # about 1.45 inches a column, so that six items fit a book page without being scaled down
     fig, axes = plt.subplots(
         len(rows),
@@ -129,7 +129,7 @@ def plot_flow_evolution(
         _heatmap(axes[-1, c], gt - gs[-1], None, True, colorbar=True, labels=False, aspect="auto")
         axes[0, c].set_title(rec.names[k], fontsize=9.5)
     for r, name in enumerate(rows):
-        axes[r, 0].set_ylabel(name.replace(", ", ",\n"), fontsize=9.5)
+        axes[r, 0].set_ylabel(name, fontsize=9.5)
     for ax in fig.axes[len(rows) * len(items) :]:  # the colour bars
         ax.tick_params(labelsize=8)
     for ax in axes.flat:

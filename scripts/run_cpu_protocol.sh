@@ -29,6 +29,7 @@ if [ "$JOBS" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
   export OMP_NUM_THREADS
 fi
 failed=0
+pids=()  # background runs (JOBS > 1), waited for one by one at the end
 for seed in $SEEDS; do
   for spec in $RUNS; do
     method=${spec%%:*}
@@ -40,7 +41,7 @@ for seed in $SEEDS; do
       continue
     fi
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do  # wait for a free slot
-      wait -n || failed=1
+      wait -n || true  # its status is read again below
     done
     if [ -n "$stop_at" ] && [ "$(date +%s)" -ge "$stop_at" ]; then
       echo "past UNTIL=$UNTIL: not starting $dir"
@@ -54,14 +55,15 @@ for seed in $SEEDS; do
       mkdir -p "$dir"
       echo "=== $dir (console: $dir/console.log)"
       "${cmd[@]}" > "$dir/console.log" 2>&1 &
+      pids+=($!)
     else
       echo "=== $dir"
       "${cmd[@]}" || failed=1
     fi
   done
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
-  wait -n || failed=1
+for pid in "${pids[@]}"; do
+  wait "$pid" || failed=1
 done
 python -m dfkd_lib report --runs "$OUT"
 exit $failed

@@ -58,15 +58,8 @@ def test_runs_with_other_settings_are_not_averaged(tmp_path):
     groups = {g.label: g for g in summarise(load_runs(tmp_path))}
     assert sorted(groups) == ["adv-dense [d_hidden=[256, 128]]", "adv-dense [d_hidden=[64, 32]]", "kd"]
     new = groups["adv-dense [d_hidden=[64, 32]]"]
-    assert (
-        new.n == 2
-        and new.last_mean == pytest.approx(83.0)
-        and sorted(new.paths)
-        == [
-            str(tmp_path / "a0"),
-            str(tmp_path / "a1"),
-        ]
-    )
+    assert new.n == 2 and new.last_mean == pytest.approx(83.0)
+    assert sorted(new.paths) == [str(tmp_path / "a0"), str(tmp_path / "a1")]
     assert groups["kd"].n == 2 and groups["kd"].last_mean == pytest.approx(72.0)
     assert "several settings" in comparisons(list(groups.values()))[0]
 
