@@ -22,14 +22,4 @@ declare -A ARGS=(
   [adv-dense-la0.01-sn-d64]="--method adv-dense --lambda-adv 0.01 --gan-loss bce --d-hidden 64 32 --spectral-norm"
 )
 SETTINGS=${SETTINGS:-"dense adv-dense adv-dense-la0.01 adv-dense-sn adv-dense-la0.01-sn adv-dense-la0.01-lsgan adv-dense-la0.01-d64 adv-dense-la0.01-sn-d64"}
-for name in $SETTINGS; do
-  dir="$OUT/$name"
-  if [ -f "$dir/log.jsonl" ] && [ "$(wc -l < "$dir/log.jsonl")" -ge "$EPOCHS" ]; then
-    echo "done already: $dir"
-    continue
-  fi
-  echo "=== $dir"
-  # shellcheck disable=SC2086
-  python -m dfkd_lib train ${ARGS[$name]} --teacher resnet26_cifar10 --student resnet8 --dataset cifar10 \
-    --epochs "$EPOCHS" --seed 0 --out "$dir" --resume
-done
+source scripts/_search.sh

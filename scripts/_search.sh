@@ -1,0 +1,22 @@
+# shellcheck shell=bash
+# The loop shared by the validation searches (adv_search.sh, flow_search.sh): source it after
+# setting EPOCHS, OUT, SETTINGS and the associative array ARGS (setting name -> train options).
+# Every setting is a short run of the shipped ResNet-26 teacher -> ResNet-8 on CIFAR-10, seed 0;
+# a setting whose log is complete is skipped, a killed one resumes.
+for name in $SETTINGS; do
+  if [ -z "${ARGS[$name]+set}" ]; then
+    echo "unknown setting: $name (known: ${!ARGS[*]})" >&2
+    exit 2
+  fi
+  dir="$OUT/$name"
+  if [ -f "$dir/log.jsonl" ] && [ "$(wc -l < "$dir/log.jsonl")" -ge "$EPOCHS" ]; then
+    echo "done already: $dir"
+    continue
+  fi
+  teacher=(--teacher resnet26_cifar10)
+  [[ " ${ARGS[$name]} " == *" --method scratch "* ]] && teacher=()
+  echo "=== $dir"
+  # shellcheck disable=SC2086
+  python -m dfkd_lib train ${ARGS[$name]} "${teacher[@]}" --student resnet8 --dataset cifar10 \
+    --epochs "$EPOCHS" --seed 0 --out "$dir" --resume
+done
