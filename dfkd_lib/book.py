@@ -63,7 +63,8 @@ class Chapter:
     Attributes:
         profile: ``"quick"`` or ``"full"``.
         device: where models and data live.
-        data: CIFAR-10 as arrays (or generated stand-in data, see ``synthetic``).
+        data: CIFAR-10 as arrays (or generated stand-in data, see ``synthetic``); ``None`` for
+            a chapter that trains nothing (``setup(data=False)``).
         in_colab: running inside Google Colab.
         seed: the seed everything was seeded with.
         epochs: epochs of a chapter's training runs.
@@ -77,7 +78,7 @@ class Chapter:
 
     profile: str
     device: torch.device
-    data: DatasetArrays
+    data: DatasetArrays | None
     in_colab: bool = False
     seed: int = 0
     epochs: int = 2
@@ -92,29 +93,36 @@ class Chapter:
     @property
     def synthetic(self) -> bool:
         """Whether the data are generated instead of CIFAR-10."""
-        return self.data.synthetic
+        return self.data is not None and self.data.synthetic
 
     @property
     def quick(self) -> bool:
         return self.profile == "quick"
 
     # --- data ---------------------------------------------------------------------------------
+    def _data(self) -> DatasetArrays:
+        if self.data is None:
+            raise RuntimeError("this chapter was set up without data: call book.setup(data=True)")
+        return self.data
+
     def eval_data(self) -> DatasetArrays:
         """The data with the test set cut to ``eval_size`` images (a seeded, random subset)."""
-        n = len(self.data.y_test)
+        data = self._data()
+        n = len(data.y_test)
         if self.eval_size is None or self.eval_size >= n:
-            return self.data
+            return data
         idx = np.random.default_rng(self.seed).permutation(n)[: self.eval_size]
-        return dataclasses.replace(self.data, x_test=self.data.x_test[idx], y_test=self.data.y_test[idx])
+        return dataclasses.replace(data, x_test=data.x_test[idx], y_test=data.y_test[idx])
 
     def images(self, indices: Any, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``indices`` of a split, normalised as the loaders do, and their labels, on the device."""
         from .data import STATS
 
-        x = self.data.x_test if split == "test" else self.data.x_train
-        y = self.data.y_test if split == "test" else self.data.y_train
+        data = self._data()
+        x = data.x_test if split == "test" else data.x_train
+        y = data.y_test if split == "test" else data.y_train
         idx = np.atleast_1d(np.asarray(indices))
-        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in STATS.get(self.data.name, STATS["cifar10"]))
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in STATS.get(data.name, STATS["cifar10"]))
         xb = (torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255 - mean) / std
         return xb.to(self.device), torch.from_numpy(y[idx]).to(self.device)
 
@@ -185,9 +193,11 @@ class Chapter:
         return config_for(method, **kw)
 
     def describe(self) -> str:
-        """Two short lines saying what this chapter runs with."""
-        data = "generated stand-in data (NOT CIFAR-10)" if self.synthetic else "CIFAR-10"
+        """Two short lines saying what this chapter runs with (one when it has no data)."""
         where = f"{self.device}" if self.device.type != "cpu" else f"cpu, {torch.get_num_threads()} thread(s)"
+        if self.data is None:
+            return f"profile {self.profile} | {where} | no data loaded: this page trains nothing"
+        data = "generated stand-in data (NOT CIFAR-10)" if self.synthetic else "CIFAR-10"
         batches = "all" if self.max_train_batches is None else str(self.max_train_batches)
         evals = "all" if self.eval_size is None else f"{self.eval_size:,}"
         return (
@@ -222,7 +232,7 @@ def _warn_generated(reason: str) -> None:
     print("WARNING: CIFAR-10 not found; using generated stand-in data, not CIFAR-10. " + reason)
 
 
-def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Chapter:
+def setup(profile: str | None = None, seed: int = 0, verbose: bool = True, data: bool = True) -> Chapter:
     """Seed everything, pick the device and profile, load the data: a chapter's first call.
 
     Args:
@@ -230,6 +240,8 @@ def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Ch
             CUDA and ``quick`` otherwise.
         seed: seed of Python's, NumPy's and PyTorch's generators.
         verbose: print one line describing the setup.
+        data: load CIFAR-10 (or its generated stand-in); ``False`` for a chapter that reads logs
+            and trains nothing, which then needs no data at all.
 
     Raises:
         DataNotFoundError: CIFAR-10 is missing and ``DFKD_REQUIRE_DATA=1``.
@@ -248,15 +260,17 @@ def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Ch
     plots.set_style()
 
     knobs = dict(_KNOBS[profile])
-    try:
-        data = load_cifar("cifar10")
-    except DataNotFoundError:
-        if os.environ.get("DFKD_REQUIRE_DATA") == "1":
-            raise
-        data = make_synthetic(10, train_per_class=500, test_per_class=100, seed=seed)
-        knobs["val_size"] = 500
-        _warn_generated(f"To build it on CIFAR-10, put cifar10.npz into data/ or point {DATA_ENV} at its folder.")
-    ch = Chapter(profile=profile, device=device, data=data, in_colab=in_colab(), seed=seed, **knobs)
+    arrays: DatasetArrays | None = None
+    if data:
+        try:
+            arrays = load_cifar("cifar10")
+        except DataNotFoundError:
+            if os.environ.get("DFKD_REQUIRE_DATA") == "1":
+                raise
+            arrays = make_synthetic(10, train_per_class=500, test_per_class=100, seed=seed)
+            knobs["val_size"] = 500
+            _warn_generated(f"To build it on CIFAR-10, put cifar10.npz into data/ or point {DATA_ENV} at its folder.")
+    ch = Chapter(profile=profile, device=device, data=arrays, in_colab=in_colab(), seed=seed, **knobs)
     if verbose:
         print(ch.describe())
     return ch
