@@ -3,11 +3,13 @@
 # setting EPOCHS, OUT, SETTINGS and the associative array ARGS (setting name -> train options).
 # Every setting is a short run of the shipped ResNet-26 teacher -> ResNet-8 on CIFAR-10, seed 0;
 # a setting whose log is complete is skipped, a killed one resumes.
-for name in $SETTINGS; do
+for name in $SETTINGS; do  # every name is checked before anything runs
   if [ -z "${ARGS[$name]+set}" ]; then
     echo "unknown setting: $name (known: ${!ARGS[*]})" >&2
     exit 2
   fi
+done
+for name in $SETTINGS; do
   dir="$OUT/$name"
   if [ -f "$dir/log.jsonl" ] && [ "$(wc -l < "$dir/log.jsonl")" -ge "$EPOCHS" ]; then
     echo "done already: $dir"

@@ -1,0 +1,104 @@
+"""The shell scripts that run the protocol and the validation searches, with a stub ``python``.
+
+The stub records every command line (and the thread count it was given) instead of training,
+so these tests check what the scripts would run, which runs they skip, and how they report a
+failed run, in well under a second each.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+STUB = """#!/usr/bin/env bash
+echo "OMP=${OMP_NUM_THREADS:-unset} $*" >> "$CALLS"
+case " $* " in *" --method ${FAIL_METHOD:-none} "*) exit 1 ;; esac
+exit 0
+"""
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def run_script(tmp_path, script, **env):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "python"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    full_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    full_env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CALLS=str(calls), **env)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / script)], env=full_env, capture_output=True, text=True, timeout=60
+    )
+    return proc, calls.read_text().splitlines()
+
+
+def trains(calls):
+    return [c for c in calls if " -m dfkd_lib train " in f" {c} "]
+
+
+def test_protocol_runs_each_spec_with_the_right_options(tmp_path):
+    out = tmp_path / "out"
+    proc, calls = run_script(
+        tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="0", RUNS="scratch kd:0.1", EPOCHS="2"
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = trains(calls)
+    assert len(runs) == 2
+    scratch, kd = runs
+    assert "--method scratch" in scratch and "--teacher" not in scratch
+    assert f"--out {out}/scratch-lf1.0-s0" in scratch and "--labelled-fraction 1.0" in scratch
+    assert "--method kd --teacher resnet26_cifar10" in kd and "--labelled-fraction 0.1" in kd
+    assert "--epochs 2" in kd and "--seed 0" in kd and "--resume" in kd
+    assert calls[-1].endswith(f"-m dfkd_lib report --runs {out}")  # the table is rebuilt at the end
+
+
+def test_protocol_skips_complete_runs_and_respects_until(tmp_path):
+    out = tmp_path / "out"
+    done = out / "scratch-lf1.0-s0"
+    done.mkdir(parents=True)
+    (done / "log.jsonl").write_text("{}\n{}\n")  # both epochs logged: complete
+    proc, calls = run_script(tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="0", RUNS="scratch", EPOCHS="2")
+    assert proc.returncode == 0 and "done already" in proc.stdout and not trains(calls)
+    proc, calls = run_script(
+        tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="1", RUNS="scratch", EPOCHS="2", UNTIL="2000-01-01 00:00"
+    )
+    assert proc.returncode == 0 and "past UNTIL" in proc.stdout and not trains(calls)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_protocol_reports_a_failed_run_and_still_runs_the_others(tmp_path, jobs):
+    out = tmp_path / "out"
+    proc, calls = run_script(
+        tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="0", RUNS="kd fsp dense", EPOCHS="2", JOBS=jobs,
+        FAIL_METHOD="kd",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert sorted(c.split("--method ")[1].split()[0] for c in trains(calls)) == ["dense", "fsp", "kd"]
+    if jobs == "2":  # two at a time on this machine's cores: one thread each on 2 cores
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+        threads = max(1, cores // 2)  # what the script computes from `nproc`
+        assert all(c.startswith(f"OMP={threads} ") for c in trains(calls))
+        assert (out / "kd-lf1.0-s0" / "console.log").exists()
+
+
+def test_objective_search_settings(tmp_path):
+    out = tmp_path / "search"
+    proc, calls = run_script(tmp_path, "objective_search.sh", OUT=str(out), SETTINGS="scratch dense-sparse")
+    assert proc.returncode == 0, proc.stderr
+    scratch, sparse = trains(calls)
+    assert "--method scratch" in scratch and "--teacher" not in scratch
+    assert "--method dense --pairs sparse --lambda-flow 1e-3 --teacher resnet26_cifar10" in sparse
+    assert f"--epochs 4 --seed 0 --out {out}/dense-sparse --resume" in sparse
+
+
+def test_search_rejects_an_unknown_setting(tmp_path):
+    proc, calls = run_script(tmp_path, "adv_search.sh", OUT=str(tmp_path / "s"), SETTINGS="dense no-such-setting")
+    assert proc.returncode == 2 and "unknown setting: no-such-setting" in proc.stderr
+    assert not trains(calls)  # every name is checked before anything runs
