@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The CPU-scale protocol: ResNet-26 (the shipped teacher) -> ResNet-8 on CIFAR-10, 15 epochs,
-# every method and the 10 %-label runs, 3 seeds. Resumable: a run whose log is complete is
-# skipped, a killed one continues from its checkpoint. Only config.json and log.jsonl of each
-# run are committed (results/.gitignore); then the report command rebuilds the table.
+# every method and the 10 %-label runs, 3 seeds (kd:0.1, added later, is the control for what the
+# teacher's outputs on the unlabelled images give by themselves). Resumable: a run whose log is
+# complete is skipped, a killed one continues from its checkpoint. Only config.json, log.jsonl
+# and data.json of each run are committed (results/.gitignore); then the report command
+# rebuilds the table.
 #
-#   bash scripts/run_cpu_protocol.sh                      # everything (about 9 hours on 2 cores)
+#   bash scripts/run_cpu_protocol.sh                      # everything (about 10 hours on 2 cores)
 #   RUNS="scratch scratch:0.1" SEEDS="0" bash scripts/run_cpu_protocol.sh   # a subset
-#   UNTIL="23:15" bash scripts/run_cpu_protocol.sh      # start no new run after 23:15 (date -d syntax)
+#   UNTIL="23:15" bash scripts/run_cpu_protocol.sh      # start no new run after 23:15 today (date -d
+#                                                       # syntax; after midnight: "tomorrow 02:00")
 #   JOBS=2 bash scripts/run_cpu_protocol.sh             # two runs at a time, one thread each on 2 cores
 #
 # With JOBS > 1 each run's console output goes to console.log in its folder, and every run gets
@@ -17,7 +20,7 @@ cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-15}
 OUT=${OUT:-results/cpu}
 SEEDS=${SEEDS:-"0 1 2"}
-RUNS=${RUNS:-"scratch kd at fsp dense adv adv-dense scratch:0.1 adv-dense:0.1"}
+RUNS=${RUNS:-"scratch kd at fsp dense adv adv-dense scratch:0.1 adv-dense:0.1 kd:0.1"}
 TEACHER=${TEACHER:-resnet26_cifar10}
 UNTIL=${UNTIL:-}
 JOBS=${JOBS:-1}
