@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The loop shared by the validation searches (adv_search.sh, flow_search.sh): source it after
+# The loop shared by the validation searches (adv_search.sh, objective_search.sh): source it after
 # setting EPOCHS, OUT, SETTINGS and the associative array ARGS (setting name -> train options).
 # Every setting is a short run of the shipped ResNet-26 teacher -> ResNet-8 on CIFAR-10, seed 0;
 # a setting whose log is complete is skipped, a killed one resumes.
