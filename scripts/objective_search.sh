@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Validation-only look at the choices of the objective that the protocol keeps fixed. The protocol
-# found the dense-flow runs (dense, adv-dense) no better than scratch in its first seeds (last epoch,
-# test set); these short runs (4 epochs,
-# seed 0) of ResNet-26 -> ResNet-8 ask whether another flow weight, pair set, pooling or GAN loss
-# would do better, judged on the validation split only (never on the test set). Each setting's log
-# lands in results/objective-search/<name>/.
+# found the dense-flow runs (dense, adv-dense) no better than scratch in its first seeds (last
+# epoch, test set); these short runs (4 epochs, seed 0) of ResNet-26 -> ResNet-8 ask whether
+# another flow weight, pair set, pooling or GAN loss would do better, judged on the validation
+# split only (never on the test set). Each setting's log lands in results/objective-search/<name>/.
 #
 # The protocol's recipes are frozen while the protocol runs: what these runs find is reported
 # (chapter 7), and a setting that beats the recipe would need a protocol of its own.
