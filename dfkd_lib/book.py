@@ -99,6 +99,11 @@ class Chapter:
     def quick(self) -> bool:
         return self.profile == "quick"
 
+    @property
+    def hardware(self) -> str:
+        """Where the chapter runs, for the prose: the device, and the threads on a CPU."""
+        return f"{self.device}" if self.device.type != "cpu" else f"cpu, {torch.get_num_threads()} thread(s)"
+
     # --- data ---------------------------------------------------------------------------------
     def _data(self) -> DatasetArrays:
         if self.data is None:
@@ -194,14 +199,13 @@ class Chapter:
 
     def describe(self) -> str:
         """Two short lines saying what this chapter runs with (one when it has no data)."""
-        where = f"{self.device}" if self.device.type != "cpu" else f"cpu, {torch.get_num_threads()} thread(s)"
         if self.data is None:
-            return f"profile {self.profile} | {where} | no data loaded: this page trains nothing"
+            return f"profile {self.profile} | {self.hardware} | no data loaded: this page trains nothing"
         data = "generated stand-in data (NOT CIFAR-10)" if self.synthetic else "CIFAR-10"
         batches = "all" if self.max_train_batches is None else str(self.max_train_batches)
         evals = "all" if self.eval_size is None else f"{self.eval_size:,}"
         return (
-            f"profile {self.profile} | {where} | data {data}\n"
+            f"profile {self.profile} | {self.hardware} | data {data}\n"
             f"runs: {self.epochs} epochs x {batches} batches of {self.batch_size} | test images: {evals}"
         )
 
