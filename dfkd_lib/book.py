@@ -18,6 +18,9 @@ Environment variables:
     ``1`` makes a missing CIFAR-10 an error instead of falling back to generated data (CI sets it).
 ``DFKD_TEACHER``
     a teacher model/checkpoint file, used when no pretrained teacher is shipped.
+
+Chapters take :func:`glue` from here: myst-nb's, which hands values to the prose when the book
+is built, or, where myst-nb is not installed (Colab), one that only shows the value if asked.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DATA_ENV, DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_cifar, make_synthetic
+from .data import DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_cifar, make_synthetic
 from .models import CifarResNet
 from .train import TrainConfig, config_for, pick_device, seed_everything
 
-__all__ = ["PROFILES", "TEACHER_NAME", "Chapter", "setup", "in_colab"]
+__all__ = ["PROFILES", "TEACHER_NAME", "Chapter", "setup", "in_colab", "glue"]
 
 PROFILES = ("quick", "full")
 TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
@@ -54,6 +57,23 @@ _KNOBS: dict[str, dict[str, Any]] = {
 def in_colab() -> bool:
     """Whether this code runs inside Google Colab."""
     return "google.colab" in sys.modules
+
+
+def glue(name: str, variable: Any, display: bool = True) -> None:
+    """``myst_nb.glue``: keep ``variable`` under ``name`` for the prose of the built book.
+
+    Without myst-nb (a chapter opened in Colab, where the prose is not rendered from the run) the
+    value is only displayed, when ``display`` is true, as myst-nb's glue would display it.
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        if display:
+            from IPython.display import display as _display
+
+            _display(variable)
+        return
+    _glue(name, variable, display=display)
 
 
 @dataclass
@@ -236,7 +256,9 @@ def _warn_generated(reason: str) -> None:
     print("WARNING: CIFAR-10 not found; using generated stand-in data, not CIFAR-10. " + reason)
 
 
-def setup(profile: str | None = None, seed: int = 0, verbose: bool = True, data: bool = True) -> Chapter:
+def setup(
+    profile: str | None = None, seed: int = 0, verbose: bool = True, data: bool = True, download: bool | None = None
+) -> Chapter:
     """Seed everything, pick the device and profile, load the data: a chapter's first call.
 
     Args:
@@ -246,6 +268,8 @@ def setup(profile: str | None = None, seed: int = 0, verbose: bool = True, data:
         verbose: print one line describing the setup.
         data: load CIFAR-10 (or its generated stand-in); ``False`` for a chapter that reads logs
             and trains nothing, which then needs no data at all.
+        download: download CIFAR-10 (into :func:`~dfkd_lib.data.local_data_dir`) when no copy is
+            found; ``None``: only inside Colab. A failed download falls back like a missing copy.
 
     Raises:
         DataNotFoundError: CIFAR-10 is missing and ``DFKD_REQUIRE_DATA=1``.
@@ -267,13 +291,13 @@ def setup(profile: str | None = None, seed: int = 0, verbose: bool = True, data:
     arrays: DatasetArrays | None = None
     if data:
         try:
-            arrays = load_cifar("cifar10")
-        except DataNotFoundError:
+            arrays = load_cifar("cifar10", download=in_colab() if download is None else download)
+        except DataNotFoundError as e:
             if os.environ.get("DFKD_REQUIRE_DATA") == "1":
                 raise
             arrays = make_synthetic(10, train_per_class=500, test_per_class=100, seed=seed)
             knobs["val_size"] = 500
-            _warn_generated(f"To build it on CIFAR-10, put cifar10.npz into data/ or point {DATA_ENV} at its folder.")
+            _warn_generated(str(e))  # where it looked, and what to do
     ch = Chapter(profile=profile, device=device, data=arrays, in_colab=in_colab(), seed=seed, **knobs)
     if verbose:
         print(ch.describe())

@@ -7,8 +7,9 @@ Where the data come from, in this order, for ``name`` in ``{"cifar10", "cifar100
 2. torchvision's on-disk format in ``<dir>`` (``cifar-10-batches-py`` / ``cifar-100-python``);
 
 for each ``<dir>`` in: the ``root`` argument, the ``DFKD_DATA`` environment variable, the
-repository's ``data/`` folder and a ``shared/data`` folder beside the checkout. With
-``download=True`` torchvision downloads into ``data/`` when nothing was found.
+default data folder (:func:`local_data_dir`: the repository's ``data/`` in a checkout, else
+``./data``) and a ``shared/data`` folder beside the checkout. With ``download=True``
+torchvision downloads into the default data folder when nothing was found.
 
 The whole data set is kept as one ``uint8`` tensor (150 MB for CIFAR, also on a GPU) and
 :class:`BatchLoader` crops, flips and normalises a whole batch at once, which is several times
@@ -33,6 +34,7 @@ __all__ = [
     "DatasetArrays",
     "STATS",
     "candidate_dirs",
+    "local_data_dir",
     "load_cifar",
     "make_synthetic",
     "split_indices",
@@ -81,6 +83,12 @@ def _check_name(name: str) -> str:
     return key
 
 
+def local_data_dir() -> Path:
+    """The default data folder: the repository's ``data/`` when the library runs from a checkout,
+    else ``data/`` in the working directory (a pip-installed library, e.g. in Colab)."""
+    return REPO_ROOT / "data" if (REPO_ROOT / "pyproject.toml").is_file() else Path.cwd() / "data"
+
+
 def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for data, in order (see the module docstring)."""
     dirs = []
@@ -88,7 +96,7 @@ def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
         dirs.append(Path(root))
     if os.environ.get(DATA_ENV):
         dirs.append(Path(os.environ[DATA_ENV]))
-    dirs += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    dirs += [local_data_dir(), REPO_ROOT.parent / "shared" / "data"]
     seen, out = set(), []
     for d in dirs:
         d = d.expanduser().resolve()
@@ -155,7 +163,7 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
         if (d / _TV_FOLDERS[name]).is_dir():
             return _load_torchvision(d, name, download=False)
     if download:
-        target = Path(root) if root is not None else REPO_ROOT / "data"
+        target = Path(root) if root is not None else local_data_dir()
         target.mkdir(parents=True, exist_ok=True)
         try:
             return _load_torchvision(target, name, download=True)

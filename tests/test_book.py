@@ -37,3 +37,45 @@ def test_setup_requiring_data_raises_when_it_is_missing(monkeypatch):
     monkeypatch.setattr(book, "load_cifar", _no_cifar)
     with pytest.raises(DataNotFoundError):
         book.setup("quick", verbose=False)
+
+
+def test_setup_downloads_only_in_colab_unless_asked(monkeypatch):
+    """Colab has no copy of CIFAR-10: there setup downloads it; elsewhere only when asked."""
+    monkeypatch.delenv("DFKD_REQUIRE_DATA", raising=False)
+    asked = []
+
+    def record(name="cifar10", root=None, download=False):
+        asked.append(download)
+        raise DataNotFoundError("no CIFAR-10 here")
+
+    monkeypatch.setattr(book, "load_cifar", record)
+    book.setup("quick", verbose=False)
+    book.setup("quick", verbose=False, download=True)
+    monkeypatch.setattr(book, "in_colab", lambda: True)
+    book.setup("quick", verbose=False)
+    book.setup("quick", verbose=False, download=False)
+    assert asked == [False, True, True, False]
+
+
+def test_glue_without_myst_nb_only_displays(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import fails, as in Colab
+    book.glue("hidden", 1.5, display=False)
+    book.glue("shown", "a value")
+    assert capsys.readouterr().out == "a value\n"
+
+
+def test_chapters_import_nothing_that_colab_lacks():
+    """In Colab a chapter installs only dfkd_lib: its code must not import the book's build tools."""
+    import json
+    from pathlib import Path
+
+    chapters = sorted((Path(__file__).resolve().parent.parent / "book").glob("*.ipynb"))
+    assert len(chapters) >= 8
+    for path in chapters:
+        code = "\n".join(
+            "".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+        )
+        for tool in ("myst_nb", "jupyter_book", "sphinx"):
+            assert f"import {tool}" not in code and f"from {tool}" not in code, (path.name, tool)

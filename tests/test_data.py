@@ -94,10 +94,12 @@ def test_torchvision_format(tmp_path, monkeypatch):
 def test_missing_data_gives_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
     monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "nowhere" / "repo")
+    monkeypatch.chdir(tmp_path)  # outside a checkout the default data folder is ./data
     with pytest.raises(D.DataNotFoundError) as err:
         D.load_cifar("cifar10")
     msg = str(err.value)
     assert "cifar10 not found" in msg and str(tmp_path) in msg and D.DATA_ENV in msg and "download" in msg
+    assert str(tmp_path / "data") in msg
     with pytest.raises(D.DataNotFoundError, match="does not exist"):
         D.load_cifar("cifar10", root=tmp_path / "missing")
 
@@ -148,3 +150,11 @@ def test_distributed_shards_are_disjoint(synthetic):
     assert len(shards[0]) == len(shards[1])
     common = (torch.cdist(shards[0], shards[1]) < 1e-6).any()
     assert not bool(common)
+
+
+def test_default_data_folder_is_the_checkouts_or_the_working_directorys(tmp_path, monkeypatch):
+    assert D.local_data_dir() == D.REPO_ROOT / "data"  # the tests run from a checkout
+    monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "site-packages")  # an installed library
+    monkeypatch.chdir(tmp_path)
+    assert D.local_data_dir() == tmp_path / "data"
+    assert tmp_path / "data" in D.candidate_dirs()
