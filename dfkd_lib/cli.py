@@ -85,9 +85,9 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: set[str] = frozenset()) 
         if isinstance(default, bool):
             kw["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
-            kw.update(nargs="+", type=type(default[0]) if default else float)
+            kw.update(nargs="+", type=_field_type(f)[0])
         else:
-            kw["type"] = TYPES.get(f.name, type(default))
+            kw["type"] = _field_type(f)
         if f.name == "method":
             kw["choices"] = METHODS
         if default is not None and not isinstance(default, bool):
@@ -104,6 +104,46 @@ def _parse_pairs(text: Any) -> Any:
         raise ValueError(f"invalid pairs: {text!r} (use sparse, chain, dense or a list like '0-1,0-3')") from None
 
 
+def _field_type(f: dataclasses.Field) -> Any:
+    """The type a flag of this option takes (a 1-tuple for a list option), as the parser builds it."""
+    if isinstance(f.default, bool):
+        return bool
+    if isinstance(f.default, tuple):
+        return (type(f.default[0]) if f.default else float,)
+    return TYPES.get(f.name, type(f.default))
+
+
+def _coerce(name: str, value: Any, kind: Any, path: str) -> Any:
+    """A value read from YAML as the option's type. YAML reads ``1e-3`` (no dot) as a string,
+    and a string is what a user of ``lr: 1e-3`` least expects to get."""
+
+    def one(v: Any, t: Any) -> Any:
+        if t is bool:
+            if isinstance(v, bool):
+                return v
+        elif isinstance(v, bool):  # True is an int to Python, not a number of epochs
+            pass
+        elif t is int:
+            if isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("+-").isdigit()):
+                return int(v)
+        elif t is float:
+            if isinstance(v, (int, float, str)):
+                return float(v)
+        elif t is str and isinstance(v, str):
+            return v
+        raise ValueError
+
+    if value is None or name == "pairs":  # pairs may also be a YAML list of [a, b]
+        return value
+    try:
+        if isinstance(kind, tuple):
+            return tuple(one(v, kind[0]) for v in (value if isinstance(value, list) else [value]))
+        return one(value, kind)
+    except ValueError:
+        what = f"a list of {kind[0].__name__}" if isinstance(kind, tuple) else kind.__name__
+        raise ValueError(f"invalid {name} in {path}: {value!r} (must be {what})") from None
+
+
 def _load_yaml(path: str) -> dict[str, Any]:
     import yaml
 
@@ -114,11 +154,11 @@ def _load_yaml(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of options")
     data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(data) - known)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(data) - set(fields))
     if bad:
         raise ValueError(f"unknown option(s) in {path}: {bad}")
-    return data
+    return {k: _coerce(k, v, _field_type(fields[k]), path) for k, v in data.items()}
 
 
 def build_config(args: argparse.Namespace, fixed: dict[str, Any] | None = None) -> TrainConfig:
@@ -143,6 +183,7 @@ def build_config(args: argparse.Namespace, fixed: dict[str, Any] | None = None) 
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m dfkd_lib``: sub-commands train, train-teacher, evaluate, report."""
     p = _Parser(prog="python -m dfkd_lib", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -175,6 +216,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status (0 done, 2 bad input, 3 a loss became NaN or
+    infinite, 130 interrupted), with a one-line message on standard error for 2 and 3."""
+    from .train import NonFiniteLossError
+
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
@@ -227,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m dfkd_lib {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"python -m dfkd_lib {args.command}: stopped: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is in the checkpoint (continue with --resume)", file=sys.stderr)
         return 130

@@ -14,10 +14,14 @@ Conventions (documented because libraries differ):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .models import CifarResNet
 
 __all__ = [
     "GAN_LOSSES",
@@ -159,7 +163,14 @@ def discriminator_accuracy(
 
 
 @torch.no_grad()
-def initial_flow_loss(teacher, student, x: Tensor, pairs="dense", pool: str = "max", reduction: str = "sum") -> float:
+def initial_flow_loss(
+    teacher: CifarResNet,
+    student: CifarResNet,
+    x: Tensor,
+    pairs: str | Sequence[Sequence[int]] = "dense",
+    pool: str = "max",
+    reduction: str = "sum",
+) -> float:
     """The unweighted flow loss between ``teacher`` and ``student`` on the batch ``x``.
 
     Measured on an untrained student, ``1 / initial_flow_loss(...)`` is a weight ``lambda_flow``

@@ -29,7 +29,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,14 @@ class TrainConfig:
             (self.flow_reduction in ("sum", "mean"), "flow_reduction", "'sum' or 'mean'"),
             (0 < self.labelled_fraction <= 1, "labelled_fraction", "in (0, 1]"),
             (self.lambda_flow >= 0 and self.lambda_adv >= 0, "lambda_flow/lambda_adv", "non-negative"),
+            (self.momentum >= 0 and self.momentum < 1, "momentum", "in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", "non-negative"),
+            (self.val_size >= 0, "val_size", "non-negative"),
+            (all(0 < m <= 1 for m in self.milestones), "milestones", "fractions of the run in (0, 1]"),
+            (self.d_lr > 0, "d_lr", "positive"),
+            (len(self.d_betas) == 2 and all(0 <= b < 1 for b in self.d_betas), "d_betas", "two numbers in [0, 1)"),
+            (all(h >= 1 for h in self.d_hidden), "d_hidden", "positive widths"),
+            (self.temperature > 0, "temperature", "positive"),
             (self.dataset in ("cifar10", "cifar100", "synthetic"), "dataset", "'cifar10', 'cifar100' or 'synthetic'"),
             (
                 self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
@@ -159,11 +167,27 @@ class TrainConfig:
         if self.method in _NEEDS_TEACHER and not self.teacher:
             raise ValueError(f"method {self.method!r} needs a teacher (a model file or a pretrained name)")
         if self.two_stage:
-            s1 = self.stage1_epochs if self.stage1_epochs is not None else max(1, self.epochs // 3)
-            if not 1 <= s1 < self.epochs:
-                raise ValueError(f"invalid stage1_epochs: {s1} (must be in [1, epochs))")
+            stage1_terms = (
+                (self.method == "kd" and self.kd_weight > 0)
+                or (self.method == "at" and self.at_beta > 0)
+                or (self.method in _USES_FLOW and self.lambda_flow > 0)
+                or (self.method in _USES_ADV and self.lambda_adv > 0)
+            )
+            if not stage1_terms:
+                raise ValueError(
+                    f"invalid two_stage: method {self.method!r} with these weights has no term for stage 1 "
+                    "(which trains everything but the cross-entropy)"
+                )
+            if self.stage1_epochs is None:
+                if self.epochs < 2:
+                    raise ValueError(f"invalid epochs: {self.epochs} (a two-stage run needs at least 2)")
+            elif not 1 <= self.stage1_epochs < self.epochs:
+                raise ValueError(
+                    f"invalid stage1_epochs: {self.stage1_epochs} (must be in [1, epochs) with epochs={self.epochs})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
+        """Every option, tuples as lists (as ``config.json`` and checkpoints store them)."""
         d = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -208,6 +232,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators; optionally ask for deterministic algorithms."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -218,7 +243,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], amp_dtype: torch.dtype | None = None
+) -> dict[str, float]:
     """Top-1 accuracy (%) and mean cross-entropy of ``model`` on ``loader``."""
     was_training = model.training
     model.eval()
@@ -334,7 +361,10 @@ class _Run:
         self.model = self.student
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
+            # stage 1 of a two-stage run trains no head: DDP must be told that some weights get no gradient
+            self.model = nn.parallel.DistributedDataParallel(
+                self.student, device_ids=ids, find_unused_parameters=cfg.two_stage
+            )
 
         # optimisers and schedule
         self.opt = torch.optim.SGD(
@@ -391,11 +421,13 @@ class _Run:
         path = self.out / "checkpoint.pt"
         if not path.exists():
             return
-        ck = safe_load(path, map_location=self.device)
+        # to the CPU: the RNG states must stay there; load_state_dict moves the rest to the device
+        ck = safe_load(path, map_location="cpu")
         if ck.get("format") != "dfkd_lib.train":
             raise CheckpointError(f"{path} is not a training checkpoint")
         mine, theirs = self.cfg.to_dict(), ck["config"]
-        ignore = {"resume", "epochs", "out_dir", "device", "data_dir", "download"}
+        # epochs is checked: the learning-rate schedule and the two stages are laid out over it
+        ignore = {"resume", "out_dir", "device", "data_dir", "download"}
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if k not in ignore and theirs.get(k) != v}
         if diff:
             raise CheckpointError(f"cannot resume {path}: its config differs in {diff} (checkpoint value, new value)")
@@ -405,8 +437,9 @@ class _Run:
             self.opt_d.load_state_dict(ck["opt_d"])
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.scaler_d.load_state_dict(ck["scaler_d"])
+        for scaler, saved in ((self.scaler, ck["scaler"]), (self.scaler_d, ck["scaler_d"])):
+            if saved:  # empty when the run was made without fp16 (say on a CPU), then resumed with it
+                scaler.load_state_dict(saved)
         _set_rng_state(ck["rng"])
         self.start_epoch = ck["epoch"] + 1
         self.history = list(ck["history"])

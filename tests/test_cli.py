@@ -50,6 +50,30 @@ def test_yaml_config_and_flag_override(tmp_path):
         build_config(make_parser().parse_args(["train", "--config", str(cfg_file)]))
 
 
+def test_yaml_numbers_without_a_dot_and_bad_values(tmp_path):
+    """YAML reads 1e-3 as a string; the config file's values get the options' types."""
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("method: adv\nteacher: t.pt\nlr: 1e-3\nlambda_adv: 1e-2\nd_betas: [0.5, 9.99e-1]\nepochs: 3\n")
+    cfg = build_config(make_parser().parse_args(["train", "--config", str(cfg_file)]))
+    assert cfg.lr == 0.001 and cfg.lambda_adv == 0.01 and cfg.d_betas == (0.5, 0.999) and cfg.epochs == 3
+    cfg_file.write_text("epochs: 1.5\n")
+    with pytest.raises(ValueError, match=r"invalid epochs in .*run.yaml: 1.5 \(must be int\)"):
+        build_config(make_parser().parse_args(["train", "--config", str(cfg_file)]))
+    cfg_file.write_text("lr: fast\n")
+    proc = run("train", "--config", str(cfg_file))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"python -m dfkd_lib train: error: invalid lr in {cfg_file}: 'fast' (must be float)"
+    ]
+
+
+def test_a_loss_that_blows_up_ends_the_command_with_one_line(tmp_path):
+    proc = run("train", "--method", "scratch", "--dataset", "synthetic", "--synthetic-per-class", "20",
+               "--epochs", "2", "--batch-size", "50", "--lr", "1e30", "--device", "cpu", "--out", str(tmp_path / "r"))  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 3, proc.stderr
+    assert len(lines) == 1 and "stopped: loss term 'ce' became" in lines[0]
+
+
 def test_train_teacher_command_runs(tmp_path, capsys):
     out = tmp_path / "t"
     rc = main(

@@ -59,13 +59,13 @@ def test_every_method_runs_and_logs(method, teacher_file, tmp_path):
 
 
 def test_teacher_stays_frozen(teacher_file):
-    res = train(small("adv-dense", teacher_file, epochs=1), progress=False, verbose=False)
-    before = load_model(teacher_file).state_dict()
-    from dfkd_lib.pretrained import load_teacher
-
-    t = load_teacher(teacher_file)
-    for k, v in t.state_dict().items():
-        assert torch.equal(v, before[k])
+    """The teacher that trains a student, batch norm statistics included, leaves as it came."""
+    teacher = load_model(teacher_file).train()  # even handed over in training mode
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    res = train(small("adv-dense", teacher_file, epochs=1), teacher=teacher, progress=False, verbose=False)
+    after = teacher.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     assert res.discriminators is not None and len(res.discriminators) == 6
 
 
@@ -81,6 +81,17 @@ def test_labelled_fraction_uses_only_labelled_images_for_ce(teacher_file):
     res = train(small("adv-dense", teacher_file, epochs=1, labelled_fraction=0.1), progress=False, verbose=False)
     assert res.loaders.num_labelled == 20  # 10 % of the 18 training images of each class, rounded: 2 a class
     assert res.history[0]["loss_ce"] > 0
+
+
+def test_unlabelled_images_feed_the_flow_and_adversarial_terms_only(teacher_file):
+    """A batch without labels (-1): no cross-entropy, but flow and adversarial terms as usual."""
+    from dfkd_lib.train import _Run
+
+    torch.manual_seed(0)
+    run = _Run(small("adv-dense", teacher_file, epochs=1), None, load_model(teacher_file), progress=False)
+    x = torch.randn(8, 3, 32, 32).to(memory_format=torch.channels_last)
+    terms, _ = run.train_step(x, torch.full((8,), -1), run.flags(0))
+    assert float(terms["ce"]) == 0.0 and float(terms["flow"]) > 0 and float(terms["adv"]) > 0
 
 
 def test_non_finite_loss_stops_with_the_term_named(teacher_file, tmp_path):
@@ -118,9 +129,11 @@ def test_resume_after_kill_matches_uninterrupted_run(teacher_file, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_two_process_gloo_ranks_end_identical(teacher_file, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           str(ROOT / "tests" / "scripts" / "ddp_run.py"), str(tmp_path), teacher_file]  # fmt: skip
+@pytest.mark.parametrize("method", ["adv-dense", "fsp"])  # fsp: two stages, the head unused in stage 1
+def test_two_process_gloo_ranks_end_identical(method, teacher_file, tmp_path):
+    port = {"adv-dense": 29517, "fsp": 29518}[method]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           str(ROOT / "tests" / "scripts" / "ddp_run.py"), str(tmp_path), teacher_file, method]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
@@ -154,6 +167,35 @@ def test_bad_configs_raise_clear_errors(teacher_file):
         train(small("dense", teacher_file, pairs="everything"), progress=False, verbose=False)
 
 
+@pytest.mark.parametrize(
+    "method, options, needle",
+    [
+        ("scratch", {"momentum": 7.0}, "invalid momentum: 7.0"),
+        ("scratch", {"weight_decay": -1.0}, "invalid weight_decay"),
+        ("scratch", {"val_size": -3}, "invalid val_size"),
+        ("scratch", {"milestones": (5.0,)}, "invalid milestones"),
+        ("adv", {"d_betas": (0.5,)}, "invalid d_betas"),
+        ("adv", {"d_hidden": (0,)}, "invalid d_hidden"),
+        ("adv", {"d_lr": 0.0}, "invalid d_lr"),
+        ("kd", {"temperature": 0.0}, "invalid temperature"),
+        ("scratch", {"two_stage": True, "epochs": 3}, "invalid two_stage: method 'scratch'"),
+        ("fsp", {"epochs": 1}, r"invalid epochs: 1 \(a two-stage run needs at least 2\)"),
+        ("fsp", {"epochs": 3, "stage1_epochs": 3}, r"invalid stage1_epochs: 3 .*epochs=3"),
+    ],
+)
+def test_invalid_options_are_named_before_anything_runs(method, options, needle):
+    teacher = {} if method == "scratch" else {"teacher": "t.pt"}
+    with pytest.raises(ValueError, match=needle):
+        config_for(method, **teacher, **options).validate()
+
+
+def test_resume_with_another_number_of_epochs_is_refused(tmp_path):
+    """The schedule is laid out over the epochs: a resumed run with other epochs would be neither run."""
+    train(small("scratch", None, epochs=1, out_dir=str(tmp_path)), progress=False, verbose=False)
+    with pytest.raises(CheckpointError, match=r"'epochs': \(1, 2\)"):
+        train(small("scratch", None, epochs=2, out_dir=str(tmp_path), resume=True), progress=False, verbose=False)
+
+
 def test_teacher_student_class_mismatch(teacher_file, tmp_path):
     t100 = tmp_path / "t100.pt"
     save_model(cifar_resnet(8, 100), t100)
@@ -171,7 +213,24 @@ def test_corrupt_checkpoint(tmp_path):
 
 
 def test_evaluate_counts_correctly(synthetic):
-    loaders = get_loaders(synthetic, val_size=60)
-    model = cifar_resnet(8)
-    res = evaluate(model, loaders.test)
-    assert 0 <= res["acc"] <= 100 and res["loss"] > 0
+    """A model that always answers class 3 with fixed logits: its accuracy is the share of class 3
+    among the test labels, and its loss the cross-entropy of those logits, exactly."""
+    loaders = get_loaders(synthetic, val_size=60, batch_size=7)  # the last batch is partial
+    fixed = torch.linspace(-1, 1, 10).roll(-6)  # the largest logit at index 3
+
+    class Constant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return fixed.expand(len(x), 10) + self.w
+
+    labels = loaders.test.labels
+    res = evaluate(Constant(), loaders.test)
+    assert res["acc"] == pytest.approx(100.0 * float((labels == 3).float().mean()))
+    expected = torch.nn.functional.cross_entropy(fixed.expand(len(labels), 10), labels.cpu())
+    assert res["loss"] == pytest.approx(float(expected), rel=1e-5)
+    model = cifar_resnet(8).train()
+    evaluate(model, loaders.test)
+    assert model.training  # the mode it had is given back
