@@ -73,6 +73,7 @@ class DatasetArrays:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (10 for CIFAR-10)."""
         return len(self.classes)
 
 
@@ -294,6 +295,7 @@ class BatchLoader:
 
     @property
     def num_samples(self) -> int:
+        """Images this loader draws its batches from."""
         return len(self.images)
 
     def _order(self) -> Tensor:
@@ -346,6 +348,7 @@ class Loaders:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (10 for CIFAR-10)."""
         return len(self.classes)
 
 

@@ -85,6 +85,7 @@ class RunSummary:
 
     @property
     def complete(self) -> bool:
+        """Whether the log has a line for every planned epoch."""
         return self.epochs_done >= self.epochs_planned
 
 
