@@ -376,6 +376,11 @@ class _Run:
         )
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=cfg.d_betas) if self.disc else None
         self.steps_per_epoch = len(loaders.train)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"invalid batch_size: {loaders.train.batch_size} (larger than the {loaders.train.num_samples} "
+                "training images of this process: an epoch would have no step)"
+            )
         self.stage1 = (cfg.stage1_epochs or max(1, cfg.epochs // 3)) if cfg.two_stage else 0
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.start_epoch = 0

@@ -189,6 +189,11 @@ def test_invalid_options_are_named_before_anything_runs(method, options, needle)
         config_for(method, **teacher, **options).validate()
 
 
+def test_a_batch_larger_than_the_training_set_is_refused():
+    with pytest.raises(ValueError, match=r"invalid batch_size: 5000 \(larger than the \d+ training images"):
+        train(small("scratch", None, batch_size=5000), progress=False, verbose=False)
+
+
 def test_resume_with_another_number_of_epochs_is_refused(tmp_path):
     """The schedule is laid out over the epochs: a resumed run with other epochs would be neither run."""
     train(small("scratch", None, epochs=1, out_dir=str(tmp_path)), progress=False, verbose=False)
