@@ -585,10 +585,19 @@ class _Run:
 
     def _check(self, terms: dict[str, Tensor]) -> None:
         vals = torch.stack([v.detach().float() for v in terms.values()])
-        if bool(torch.isfinite(vals).all()):
+        finite = torch.isfinite(vals).all()
+        if self.world > 1:  # every process stops together: one left alone would wait for the others forever
+            flag = finite.float()
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag > 0
+        if bool(finite):
             return
         epoch, step = self.where
-        bad = next(k for k, v in terms.items() if not bool(torch.isfinite(v.detach())))
+        bad = next((k for k, v in terms.items() if not bool(torch.isfinite(v.detach()))), None)
+        if bad is None:
+            raise NonFiniteLossError(
+                f"a loss term became non-finite in another process at epoch {epoch + 1}, step {step + 1}"
+            )
         last = self.out / "checkpoint.pt" if self.out is not None else None
         keep = f"; the last good checkpoint is {last}" if last is not None and last.exists() else ""
         raise NonFiniteLossError(

@@ -144,6 +144,15 @@ def test_two_process_gloo_ranks_end_identical(method, teacher_file, tmp_path):
     assert len(log) == 2
 
 
+def test_a_non_finite_loss_in_one_process_stops_every_process(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+           str(ROOT / "tests" / "scripts" / "ddp_nan.py"), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "loss term 'ce' became inf at epoch 1, step 3" in proc.stderr  # rank 1
+    assert "a loss term became non-finite in another process at epoch 1, step 3" in proc.stderr  # rank 0
+
+
 def test_existing_run_needs_resume(tmp_path):
     cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path))
     train(cfg, progress=False, verbose=False)
