@@ -207,6 +207,11 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
+#: Written into a run's folder when a non-finite loss stops it (message, epoch, step), so that the
+#: run's logs say how it ended; removed when the run is started again.
+STOPPED_FILE = "stopped.json"
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns."""
@@ -685,12 +690,20 @@ def train(
             (run.out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
             if run.start_epoch == 0:
                 (run.out / "log.jsonl").write_text("")
+            (run.out / STOPPED_FILE).unlink(missing_ok=True)  # an earlier stop no longer holds
     if on_start is not None:
         on_start(run)
     t_start = time.perf_counter()
     for epoch in range(run.start_epoch, cfg.epochs):
         rec = {"epoch": epoch + 1, "stage": run.stage(epoch), "lr": run.opt.param_groups[0]["lr"]}
-        rec.update(run.train_epoch(epoch))
+        try:
+            rec.update(run.train_epoch(epoch))
+        except NonFiniteLossError as e:  # the run's folder says why it ended, beside its log
+            if run.out is not None and run.main:
+                stop = {"error": "NonFiniteLossError", "message": str(e), "epoch": run.where[0] + 1,
+                        "step": run.where[1] + 1, "epochs_logged": len(run.history)}  # fmt: skip
+                (run.out / STOPPED_FILE).write_text(json.dumps(stop, indent=2) + "\n")
+            raise
         if run.world > 1:  # batch-norm statistics are per rank: evaluate and save rank 0's everywhere
             for buf in run.student.buffers():
                 dist.broadcast(buf, 0)

@@ -98,6 +98,10 @@ def test_non_finite_loss_stops_with_the_term_named(teacher_file, tmp_path):
     cfg = small("dense", teacher_file, lambda_flow=1e30, lr=10.0, epochs=3, out_dir=str(tmp_path))
     with pytest.raises(NonFiniteLossError, match=r"loss term '(flow|ce)' became (nan|inf).*epoch \d+, step \d+"):
         train(cfg, progress=False, verbose=False)
+    stop = json.loads((tmp_path / "stopped.json").read_text())
+    assert stop["error"] == "NonFiniteLossError" and stop["message"].startswith("loss term ")
+    assert stop["epochs_logged"] == len((tmp_path / "log.jsonl").read_text().splitlines())
+    assert f"epoch {stop['epoch']}, step {stop['step']}" in stop["message"]
 
 
 def test_resume_after_kill_matches_uninterrupted_run(teacher_file, tmp_path):
