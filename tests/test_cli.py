@@ -98,7 +98,8 @@ def test_train_teacher_command_runs(tmp_path, capsys):
 def test_train_teacher_respects_the_config_file(tmp_path):
     cfg_file = tmp_path / "teacher.yaml"
     cfg_file.write_text(
-        f"student: resnet14\ndataset: synthetic\nsynthetic_per_class: 10\nepochs: 1\nout_dir: {tmp_path / 'tt'}\n"
+        f"student: resnet14\ndataset: synthetic\nsynthetic_per_class: 10\nepochs: 1\nbatch_size: 30\n"
+        f"out_dir: {tmp_path / 'tt'}\n"
     )
     assert main(["train-teacher", "--config", str(cfg_file)]) == 0
     from dfkd_lib.checkpoint import load_model
