@@ -114,34 +114,21 @@ def _field_type(f: dataclasses.Field) -> Any:
 
 
 def _coerce(name: str, value: Any, kind: Any, path: str) -> Any:
-    """A value read from YAML as the option's type. YAML reads ``1e-3`` (no dot) as a string,
-    and a string is what a user of ``lr: 1e-3`` least expects to get."""
-
-    def one(v: Any, t: Any) -> Any:
-        if t is bool:
-            if isinstance(v, bool):
-                return v
-        elif isinstance(v, bool):  # True is an int to Python, not a number of epochs
-            pass
-        elif t is int:
-            if isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("+-").isdigit()):
-                return int(v)
-        elif t is float:
-            if isinstance(v, (int, float, str)):
-                return float(v)
-        elif t is str and isinstance(v, str):
-            return v
-        raise ValueError
-
+    """A value from the YAML file, converted as its flag's text would be (YAML reads ``1e-3``,
+    with no dot, as a string); booleans must be YAML booleans."""
     if value is None or name == "pairs":  # pairs may also be a YAML list of [a, b]
         return value
+    many = isinstance(kind, tuple)
+    t = kind[0] if many else kind
+    items = (value if isinstance(value, list) else [value]) if many else [value]
     try:
-        if isinstance(kind, tuple):
-            return tuple(one(v, kind[0]) for v in (value if isinstance(value, list) else [value]))
-        return one(value, kind)
+        if t is bool and not all(isinstance(v, bool) for v in items):
+            raise ValueError
+        out = [v if t is bool else t(str(v)) for v in items]  # int("True") fails, as it should
     except ValueError:
-        what = f"a list of {kind[0].__name__}" if isinstance(kind, tuple) else kind.__name__
+        what = f"a list of {t.__name__}" if many else t.__name__
         raise ValueError(f"invalid {name} in {path}: {value!r} (must be {what})") from None
+    return tuple(out) if many else out[0]
 
 
 def _load_yaml(path: str) -> dict[str, Any]:
