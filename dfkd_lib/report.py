@@ -108,6 +108,14 @@ class GroupSummary:
     paths: list[str] = field(default_factory=list)  # the run folders averaged
 
 
+def stopped_runs(root: str | Path) -> dict[str, dict[str, Any]]:
+    """The run folders below ``root`` that a non-finite loss stopped: folder -> what the engine
+    wrote into its ``stopped.json`` (``message``, ``epoch``, ``step``, ``epochs_logged``)."""
+    from .train import STOPPED_FILE
+
+    return {str(p.parent): json.loads(p.read_text()) for p in sorted(Path(root).rglob(STOPPED_FILE))}
+
+
 def load_runs(root: str | Path) -> list[RunSummary]:
     """Every run folder below ``root`` (searched recursively)."""
     runs = []
@@ -270,13 +278,18 @@ def make_report(runs_root: str | Path, out: str | Path | None = None) -> dict[st
     out = Path(out or runs_root)
     out.mkdir(parents=True, exist_ok=True)
     groups = summarise(runs)
-    incomplete = [r.path for r in runs if not r.complete]
+    stopped = stopped_runs(runs_root)
+    incomplete = [r.path for r in runs if not r.complete and r.path not in stopped]
     text = "# Results\n\nTest accuracy (%), mean ± standard deviation over seeds.\n\n" + table_markdown(groups)
     text += "\n" + "\n".join(f"- {c}" for c in comparisons(groups)) + "\n"
     if incomplete:
         text += "\nIncomplete runs left out: " + ", ".join(incomplete) + "\n"
+    if stopped:
+        text += "\nRuns stopped by a non-finite loss, left out: "
+        text += "; ".join(f"{path} ({s['message']})" for path, s in stopped.items()) + "\n"
     (out / "table.md").write_text(text)
-    summary = {"groups": [asdict(g) for g in groups], "incomplete": incomplete, "comparisons": comparisons(groups)}
+    summary = {"groups": [asdict(g) for g in groups], "incomplete": incomplete, "stopped": stopped,
+               "comparisons": comparisons(groups)}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plots(runs, groups, out)
     print(text)

@@ -73,6 +73,18 @@ def test_comparisons_use_the_setting_that_has_adv_dense(tmp_path):
     assert lines[-1].endswith("undecided (needs at least 2 seeds a side)")  # one seed a side
 
 
+def test_stopped_runs_are_named_apart_from_incomplete_ones(tmp_path, capsys):
+    write_run(tmp_path, "s0", "scratch", 0, [50, 60], [50, 60])
+    write_run(tmp_path, "s1", "scratch", 1, [50], [50], epochs=2)
+    stop = {"error": "NonFiniteLossError", "message": "loss term 'ce' became nan at epoch 2, step 5",
+            "epoch": 2, "step": 5, "epochs_logged": 1}  # fmt: skip
+    (tmp_path / "s1" / "stopped.json").write_text(json.dumps(stop))
+    summary = make_report(tmp_path)
+    assert summary["incomplete"] == [] and summary["stopped"] == {str(tmp_path / "s1"): stop}
+    table = (tmp_path / "table.md").read_text()
+    assert f"Runs stopped by a non-finite loss, left out: {tmp_path / 's1'} (loss term 'ce' became nan" in table
+
+
 def test_report_without_runs_is_an_error(tmp_path, capsys):
     assert main(["report", "--runs", str(tmp_path)]) == 2
     assert "no run logs" in capsys.readouterr().err
