@@ -20,7 +20,7 @@ Environment variables:
     a teacher model/checkpoint file, used when no pretrained teacher is shipped.
 
 Chapters take :func:`glue` from here: myst-nb's, which hands values to the prose when the book
-is built, or, where myst-nb is not installed (Colab), one that only shows the value if asked.
+is built, or, where myst-nb is not installed (Colab), one that shows every glued value.
 """
 
 from __future__ import annotations
@@ -62,16 +62,20 @@ def in_colab() -> bool:
 def glue(name: str, variable: Any, display: bool = True) -> None:
     """``myst_nb.glue``: keep ``variable`` under ``name`` for the prose of the built book.
 
-    Without myst-nb (a chapter opened in Colab, where the prose is not rendered from the run) the
-    value is only displayed, when ``display`` is true, as myst-nb's glue would display it.
+    Without myst-nb (a chapter opened in Colab, whose prose cannot be filled in from the run) the
+    value is shown in the cell's output instead, also when ``display`` is false: the Colab
+    editions of the chapters (``colab/``) refer to these outputs for numbers they do not hold.
+    Rich values (Markdown tables, figures) are displayed; others are printed as ``name: value``.
     """
     try:
         from myst_nb import glue as _glue
     except ImportError:
-        if display:
-            from IPython.display import display as _display
+        from IPython.display import display as _display
 
+        if display or hasattr(variable, "_repr_markdown_") or hasattr(variable, "savefig"):
             _display(variable)
+        else:
+            print(f"{name}: {variable}")
         return
     _glue(name, variable, display=display)
 

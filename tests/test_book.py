@@ -57,13 +57,14 @@ def test_setup_downloads_only_in_colab_unless_asked(monkeypatch):
     assert asked == [False, True, True, False]
 
 
-def test_glue_without_myst_nb_only_displays(monkeypatch, capsys):
+def test_glue_without_myst_nb_shows_every_value(monkeypatch, capsys):
+    """In Colab the prose cannot show glued values, so the Colab editions point at the cell output."""
     import sys
 
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import fails, as in Colab
     book.glue("hidden", 1.5, display=False)
     book.glue("shown", "a value")
-    assert capsys.readouterr().out == "a value\n"
+    assert capsys.readouterr().out == "hidden: 1.5\na value\n"
 
 
 def test_chapters_import_nothing_that_colab_lacks():
