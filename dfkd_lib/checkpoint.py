@@ -8,11 +8,19 @@ A *model file* holds one network and what is needed to rebuild it::
 A *training checkpoint* (see :mod:`dfkd_lib.train`) holds everything needed to resume a run.
 Both are written to a temporary file in the same folder and then renamed over the target, so an
 interrupted write never leaves a half-written file behind.
+
+Loading never runs code from a file. ``torch.load`` unpickles, and a pickle can call any function
+(``os.system`` among them) while it is read. :func:`safe_load` therefore reads with
+``weights_only=True``: tensors, numbers, strings, ``None`` and lists, tuples and dicts of them, which
+is all that the project's own files hold (random-number states included, stored as tensors and
+plain numbers). A file that holds anything else is refused before any of it runs.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,13 +30,20 @@ from torch import nn
 
 from .models import CifarResNet, model_from_name
 
-__all__ = ["CheckpointError", "atomic_save", "safe_load", "save_model", "load_model"]
+__all__ = ["CheckpointError", "UnsafeCheckpointError", "atomic_save", "safe_load", "save_model", "load_model"]
 
 MODEL_FORMAT = "dfkd_lib.model"
+
+# what torch's weights-only unpickler says when a file asks it to call or build something
+_UNSAFE = re.compile(r"GLOBAL|reduce|allowlist|Can only (create|build)")
 
 
 class CheckpointError(ValueError):
     """A checkpoint or model file is missing, corrupt or does not fit."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file holds objects other than tensors and plain data: loading it could run code."""
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
@@ -52,13 +67,33 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a file written by :func:`atomic_save`, with a clear error when it is missing or corrupt."""
+    """Load a file written by :func:`atomic_save` without running any code from it.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, or holds no dict.
+        UnsafeCheckpointError: the file holds objects other than tensors and plain data (a
+            pickled function call, a class instance, a NumPy array...); nothing in it has run.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no such file: {path}")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated, not a zip, unpickling errors, ...
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # the weights-only unpickler met an object it will not build (a function to call, a class
+        # to instantiate): refuse the file. Its other complaints (an unknown opcode...) mean the
+        # file is not a pickle at all, which is corruption, not danger.
+        lines = [line.strip() for line in str(e).splitlines()]
+        unsafe = [line for line in lines if _UNSAFE.search(line)]
+        if not unsafe:
+            raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it holds objects other than tensors and plain data, and loading those "
+            f"could run code from the file, so it may be unsafe ({unsafe[0]}). dfkd_lib's own model files and "
+            "checkpoints never hold such objects; if you trust where the file came from, inspect it yourself "
+            "with torch.load(path, weights_only=False)."
+        ) from None
+    except Exception as e:  # truncated, not a zip, ...
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a dfkd_lib checkpoint (found {type(obj).__name__})")

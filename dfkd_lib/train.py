@@ -267,7 +267,11 @@ def evaluate(
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain numbers (so that a checkpoint loads with
+    ``weights_only=True``: NumPy's key array is kept as a tensor, not as a pickled array)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -275,7 +279,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -577,6 +582,12 @@ class _Run:
         if bar is not None:
             bar.close()
         wall = time.perf_counter() - t0
+        if self.world > 1:  # each process saw its share of the data: log the sums over all of them
+            keys = sorted(sums)
+            packed = torch.stack([sums[k].float() for k in keys] + [correct, labelled, correct.new_tensor(seen)])
+            dist.all_reduce(packed)
+            sums = dict(zip(keys, packed[: len(keys)]))
+            correct, labelled, seen = packed[-3], packed[-2], int(packed[-1])
         means = {k: float(v) / max(seen, 1) for k, v in sums.items()}
         rec: dict[str, Any] = {f"loss_{k}": v for k, v in means.items() if not k.startswith("d_")}
         rec["loss_total"] = sum(rec.values())
@@ -585,7 +596,7 @@ class _Run:
             rec["d_acc_real"], rec["d_acc_fake"] = 100 * means["d_acc_real"], 100 * means["d_acc_fake"]
         rec["train_acc"] = 100.0 * float(correct) / max(float(labelled), 1.0)
         rec["train_time_s"] = wall
-        rec["images_per_s"] = seen * self.world / wall
+        rec["images_per_s"] = seen / wall
         return rec
 
     def _check(self, terms: dict[str, Tensor]) -> None:

@@ -146,6 +146,24 @@ def test_two_process_gloo_ranks_end_identical(method, teacher_file, tmp_path):
             assert torch.equal(r0[part][k], r1[part][k]), f"{part}.{k} differs between ranks"
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2
+    # every rank logs the same numbers, and they are those of the whole data (both ranks' steps)
+    timing = {"wall_s", "train_time_s", "images_per_s"}
+    same = [{k: v for k, v in rec.items() if k not in timing} for rec in r0["history"]]
+    assert same == [{k: v for k, v in rec.items() if k not in timing} for rec in r1["history"]]
+    steps = r0["steps"] + r1["steps"]
+    for rec in log:
+        mine = [s for s in steps if s["epoch"] == rec["epoch"]]
+        assert {len(r0["steps"]), len(r1["steps"])} == {len(mine)}  # each rank took every step of both epochs
+        n = sum(s["n"] for s in mine)
+        assert rec["train_acc"] == pytest.approx(
+            100 * sum(s["correct"] for s in mine) / sum(s["labelled"] for s in mine)
+        )
+        for term in [k for k in mine[0] if k not in ("epoch", "n", "correct", "labelled")]:
+            key = {"d_loss": "loss_disc", "d_acc_real": "d_acc_real", "d_acc_fake": "d_acc_fake"}.get(
+                term, f"loss_{term}"
+            )
+            scale = 100 if term.startswith("d_acc") else 1
+            assert rec[key] == pytest.approx(scale * sum(s[term] * s["n"] for s in mine) / n, rel=1e-5), term
 
 
 def test_a_non_finite_loss_in_one_process_stops_every_process(tmp_path):
