@@ -30,6 +30,7 @@ import html
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from .data import DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_c
 from .models import CifarResNet
 from .train import TrainConfig, config_for, pick_device, seed_everything
 
-__all__ = ["PROFILES", "TEACHER_NAME", "Chapter", "setup", "in_colab", "glue"]
+__all__ = ["PROFILES", "TEACHER_NAME", "REPOSITORY_URL", "Chapter", "setup", "in_colab", "glue", "repository", "is_checkout"]
 
 PROFILES = ("quick", "full")
 TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
@@ -52,6 +53,31 @@ _KNOBS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "max_train_batches": 40, "eval_size": 2000, "seeds": (0,)},
     "full": {"epochs": 182, "max_train_batches": None, "eval_size": None, "seeds": (0, 1, 2)},
 }
+
+
+REPOSITORY_URL = "https://github.com/dfkd-book/dfkd-book"
+
+
+def repository() -> Path:
+    """The folder that holds the repository's ``results/``, ``recipes/`` and protocol ``scripts/``.
+
+    The checkout dfkd_lib runs from (an editable install, or the repository's folder), else the
+    copy of those files that the installed package carries (``dfkd_lib/repository/``, made by
+    ``setup.py`` when the wheel is built): after ``pip install`` chapter 7 reads the same run logs.
+    That copy holds no ``benchmarks/`` and only the protocol's shell scripts; ``git clone`` the
+    repository (:data:`REPOSITORY_URL`) for the rest. (A package built without the copy gets the
+    copy's path all the same, where the chapters then find no logs and say so.)
+    """
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if (checkout / "results").is_dir() and (checkout / "pyproject.toml").is_file():
+        return checkout
+    return package / "repository"
+
+
+def is_checkout(folder: Path) -> bool:
+    """Whether ``folder`` (a :func:`repository`) is a checkout rather than the package's copy."""
+    return (folder / "pyproject.toml").is_file()
 
 
 def in_colab() -> bool:
