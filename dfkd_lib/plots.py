@@ -580,3 +580,447 @@ def plot_grouped_bars(
     if title:
         ax.set_title(title)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures drawn with seaborn (imported when a figure needs it: seaborn is a dependency of the
+# book, not of the library), and the schematic of the method.
+
+__all__ += [
+    "plot_class_similarity",
+    "plot_logit_histograms",
+    "plot_item_distances",
+    "plot_flow_pca",
+    "plot_seed_points",
+    "plot_paired_differences",
+    "plot_method_schematic",
+]
+
+
+def _seaborn():
+    """seaborn, with a message that says where it comes from when it is missing."""
+    try:
+        import seaborn as sns
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("this figure needs seaborn: pip install 'dfkd_lib[book]' (or seaborn)") from err
+    return sns
+
+
+def plot_class_similarity(
+    similarity: Any,
+    classes: Sequence[str],
+    ax: Axes | None = None,
+    title: str | None = None,
+    mask_diagonal: bool = True,
+) -> Figure:
+    """Heatmap of how much probability the teacher gives each class for images of each class.
+
+    Args:
+        similarity: ``(K, K)`` array; row ``i`` is the teacher's mean softened distribution over
+            the images whose label is class ``i`` (its "dark knowledge" about class ``i``).
+        classes: the ``K`` class names.
+        ax: axes to draw into (default: a new figure).
+        title: axes title.
+        mask_diagonal: leave the diagonal (the true class, which dominates) blank so that the
+            colour scale shows the wrong classes.
+    """
+    sns = _seaborn()
+    s = np.asarray(similarity, dtype=np.float64)
+    k = len(classes)
+    if s.shape != (k, k):
+        raise ValueError(f"similarity must be ({k}, {k}) for {k} classes, got shape {s.shape}")
+    fig, ax = _new_axes(ax, (7.2, 5.8))
+    mask = np.eye(k, dtype=bool) if mask_diagonal else None
+    sns.heatmap(s, mask=mask, ax=ax, cmap="rocket_r", annot=True, fmt=".2f", annot_kws={"fontsize": 8},
+                xticklabels=classes, yticklabels=classes, square=True, linewidths=0.5,
+                cbar_kws={"shrink": 0.8, "label": "mean probability"})  # fmt: skip
+    ax.set_xlabel("class the teacher gives probability to")
+    ax.set_ylabel("true class of the images")
+    ax.tick_params(axis="x", rotation=40)
+    for label in ax.get_xticklabels():
+        label.set_ha("right")
+        label.set_rotation_mode("anchor")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_logit_histograms(
+    logits: Mapping[str, Mapping[int, tuple[Any, Any]]],
+    threshold: float = 0.0,
+    bins: int = 30,
+    title: str | None = None,
+) -> Figure:
+    """Histograms of a discriminator's logits on real (teacher) and fake (student) flows.
+
+    One row per run, one panel per recorded epoch; each panel gives the share of teacher flows
+    called real (logit above ``threshold``) and of student flows called fake (below it).
+
+    Args:
+        logits: ``{run name: {epoch: (logits on teacher flows, logits on student flows)}}``,
+            each a 1-d array (e.g. every item's logit for every image of a probe batch).
+        threshold: the decision threshold (0 for BCE and hinge, 0.5 for least squares).
+        bins: histogram bins per panel.
+        title: figure title.
+    """
+    sns = _seaborn()
+    runs = {name: dict(sorted(per_epoch.items())) for name, per_epoch in logits.items()}
+    if not runs or not all(runs.values()):
+        raise ValueError("logits needs at least one run with at least one epoch")
+    ncols = max(len(v) for v in runs.values())
+    fig, axes = plt.subplots(len(runs), ncols, figsize=(2.45 * ncols + 0.6, 2.3 * len(runs) + 0.7),
+                             layout="constrained", squeeze=False, sharex="row")  # fmt: skip
+    palette = {"teacher (real)": "#0072B2", "student (fake)": "#D55E00"}
+    for row, (name, per_epoch) in enumerate(runs.items()):
+        for col in range(ncols):
+            ax = axes[row, col]
+            if col >= len(per_epoch):
+                ax.axis("off")
+                continue
+            epoch, (real, fake) = list(per_epoch.items())[col]
+            real, fake = np.ravel(_as_array(real)), np.ravel(_as_array(fake))
+            values = np.concatenate([real, fake])
+            source = np.array(["teacher (real)"] * len(real) + ["student (fake)"] * len(fake))
+            edges = np.histogram_bin_edges(np.append(values, threshold), bins=bins)
+            sns.histplot(x=values, hue=source, bins=edges, element="step", ax=ax, palette=palette,
+                         legend=row == 0 and col == ncols - 1)  # fmt: skip
+            ax.axvline(threshold, color="#444444", lw=0.9, ls="--")
+            acc_real, acc_fake = 100 * np.mean(real > threshold), 100 * np.mean(fake < threshold)
+            ax.text(0.02, 0.97, f"real: {acc_real:.0f} %\nfake: {acc_fake:.0f} %", transform=ax.transAxes,
+                    va="top", fontsize=8, color="#333333")  # fmt: skip
+            ax.set_title(f"{name}, epoch {epoch}", fontsize=10)
+            ax.set_xlabel("logit" if row == len(runs) - 1 else "")
+            ax.set_ylabel("count" if col == 0 else "")
+    legend = axes[0, ncols - 1].get_legend()
+    if legend is not None:
+        sns.move_legend(axes[0, ncols - 1], "upper right", title=None, frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _as_array(x: Any) -> np.ndarray:
+    """A numpy array from a tensor, an array or a list."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def plot_item_distances(
+    distances: Any,
+    item_names: Sequence[str],
+    epochs: Sequence[int] | None = None,
+    relative: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """Each flow item's teacher-student distance over training, and its spread over images.
+
+    Args:
+        distances: ``(epochs, items)`` or ``(epochs, items, images)``: the distance of every item
+            (for every image) after each epoch, e.g. squared Frobenius distances of flows.
+        item_names: the name of each item.
+        epochs: the epoch of each row (default ``0, 1, ...``).
+        relative: divide by the first row, so that each item starts at 1 and a value of 0.1
+            means that 90 % of its distance is gone.
+        title: figure title.
+
+    Left: the median over images, and the band between the 25th and 75th percentiles. Right
+    (when there are images): the distribution over images at the last epoch.
+    """
+    sns = _seaborn()
+    d = _as_array(distances)
+    if d.ndim == 2:
+        d = d[:, :, None]
+    if d.ndim != 3 or d.shape[1] != len(item_names):
+        raise ValueError(f"distances must be (epochs, {len(item_names)} items[, images]), got shape {d.shape}")
+    epochs = list(range(d.shape[0])) if epochs is None else list(epochs)
+    if len(epochs) != d.shape[0]:
+        raise ValueError(f"{len(epochs)} epochs for {d.shape[0]} rows of distances")
+    if relative:
+        d = d / np.maximum(d[:1], 1e-12)
+    n_e, n_k, n_i = d.shape
+    epoch_col = np.repeat(epochs, n_k * n_i)
+    item_col = np.tile(np.repeat(list(item_names), n_i), n_e)
+    value_col = d.reshape(-1)
+    ylabel = "distance / distance at the first epoch" if relative else "distance"
+    per_image = n_i > 1
+    fig, axes = plt.subplots(1, 2 if per_image else 1, figsize=(10.5 if per_image else 6.5, 4.2),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]} if per_image else None)  # fmt: skip
+    ax = axes[0, 0]
+    sns.lineplot(x=epoch_col, y=value_col, hue=item_col, estimator="median", errorbar=("pi", 50),
+                 marker="o", ax=ax)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    sns.move_legend(ax, "lower left", title="flow item", frameon=False, fontsize=8, title_fontsize=9)
+    ax.set_title("median over images, band: middle half")
+    if per_image:
+        last = d[-1]  # (items, images)
+        ax2 = axes[0, 1]
+        names = np.repeat(list(item_names), n_i)
+        sns.stripplot(x=last.reshape(-1), y=names, hue=names, ax=ax2, size=5, alpha=0.7, legend=False)
+        sns.pointplot(x=last.reshape(-1), y=names, estimator="median", errorbar=("pi", 50), ax=ax2,
+                      color="black", linestyle="none", marker="|", markersize=14, capsize=0.3)  # fmt: skip
+        ax2.set_xscale("log")
+        ax2.set_xlabel(ylabel)
+        ax2.set_ylabel("")
+        ax2.set_title(f"epoch {epochs[-1]}: images, median and middle half")
+        ax2.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_flow_pca(
+    teacher: Any,
+    students: Mapping[str, Any],
+    title: str | None = None,
+    link: bool = False,
+) -> Figure:
+    """One flow item of many images, as a discriminator reads it, projected on two dimensions.
+
+    Every image's ``m x n`` matrix is flattened to the ``mn`` numbers the item's discriminator
+    reads. The two principal directions of all the flows shown (teacher and every student) give
+    one pair of axes for every panel; each panel shows the teacher's flows (real) and one
+    student's (fake).
+
+    Args:
+        teacher: ``(N, m, n)`` or ``(N, mn)``: the teacher's flows of ``N`` images.
+        students: ``{name: (N, m, n) or (N, mn)}``: students' flows of the same images.
+        title: figure title.
+        link: join each image's teacher point and student point with a thin line (what the L2
+            loss compares, and the discriminator never sees).
+    """
+    sns = _seaborn()
+    t = _as_array(teacher)
+    t = t.reshape(len(t), -1)
+    s = {name: _as_array(v).reshape(len(t), -1) for name, v in students.items()}
+    if not s:
+        raise ValueError("students needs at least one entry")
+    everything = np.concatenate([t, *s.values()])
+    mean = everything.mean(0)
+    _, sv, vt = np.linalg.svd(everything - mean, full_matrices=False)
+    share = sv**2 / np.sum(sv**2)
+
+    def project(x: np.ndarray) -> np.ndarray:
+        return (x - mean) @ vt[:2].T
+
+    pt = project(t)
+    fig, axes = plt.subplots(1, len(s), figsize=(4.3 * len(s) + 0.4, 4.2), layout="constrained",
+                             squeeze=False, sharex=True, sharey=True)  # fmt: skip
+    for ax, (name, x) in zip(axes[0], s.items()):
+        ps = project(x)
+        if link:
+            for a, b in zip(pt, ps):
+                ax.plot([a[0], b[0]], [a[1], b[1]], color="#BBBBBB", lw=0.5, zorder=1)
+        points = np.concatenate([pt, ps])
+        source = np.array(["teacher (real)"] * len(pt) + ["student (fake)"] * len(ps))
+        sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=source, style=source, ax=ax, s=18, alpha=0.75,
+                        palette={"teacher (real)": "#0072B2", "student (fake)": "#D55E00"},
+                        legend=ax is axes[0, 0])  # fmt: skip
+        ax.set_title(name)
+        ax.set_xlabel(f"PC 1 ({share[0]:.0%} of the variance)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"PC 2 ({share[1]:.0%} of the variance)")
+    sns.move_legend(axes[0, 0], "best", title=None, frameon=True, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_seed_points(
+    values: Mapping[str, Sequence[float]],
+    ylabel: str = "",
+    ax: Axes | None = None,
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """Every seed as a point, over each group's mean and standard deviation.
+
+    Args:
+        values: ``{group name: one value per seed}``.
+        ylabel: y-axis label.
+        ax: axes to draw into (default: a new figure).
+        title: axes title.
+        colors: ``{group name: colour}`` for the seeds' points (default: seaborn's palette).
+    """
+    sns = _seaborn()
+    groups = {k: [float(v) for v in vs] for k, vs in values.items() if len(vs)}
+    if not groups:
+        raise ValueError("values needs at least one group with a value")
+    fig, ax = _new_axes(ax, (max(5.0, 0.9 * len(groups) + 2.0), 3.8))
+    names = np.concatenate([[k] * len(v) for k, v in groups.items()])
+    ys = np.concatenate([v for v in groups.values()])
+    palette = {k: (colors or {}).get(k, c) for k, c in zip(groups, sns.color_palette(n_colors=len(groups)))}
+    sns.stripplot(x=names, y=ys, hue=names, palette=palette, ax=ax, size=7, jitter=0.12, alpha=0.85,
+                  edgecolor="black", linewidth=0.6, legend=False, zorder=3)  # fmt: skip
+    sns.pointplot(x=names, y=ys, errorbar="sd", ax=ax, color="black", linestyle="none", marker="_",
+                  markersize=22, capsize=0.25, err_kws={"linewidth": 1.3}, zorder=4)  # fmt: skip
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("")
+    ax.grid(axis="y", alpha=0.3)
+    if len(groups) > 4:
+        ax.tick_params(axis="x", rotation=30)
+        for label in ax.get_xticklabels():
+            label.set_ha("right")
+            label.set_rotation_mode("anchor")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_paired_differences(
+    differences: Mapping[str, Sequence[float]],
+    xlabel: str = "difference",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Paired differences (one per seed) of several comparisons, with their mean and spread.
+
+    Args:
+        differences: ``{comparison name: one difference per seed}``, e.g. ``{"kd - scratch":
+            [kd(seed) - scratch(seed) for seed in seeds]}``.
+        xlabel: x-axis label.
+        ax: axes to draw into (default: a new figure).
+        title: axes title.
+    """
+    sns = _seaborn()
+    diffs = {k: [float(v) for v in vs] for k, vs in differences.items() if len(vs)}
+    if not diffs:
+        raise ValueError("differences needs at least one comparison with a value")
+    fig, ax = _new_axes(ax, (6.8, 0.45 * len(diffs) + 1.4))
+    names = np.concatenate([[k] * len(v) for k, v in diffs.items()])
+    xs = np.concatenate([v for v in diffs.values()])
+    ax.axvline(0.0, color="#444444", lw=1.0)
+    sns.stripplot(x=xs, y=names, ax=ax, color="#0072B2", size=6, jitter=0.1, alpha=0.85, zorder=3)
+    sns.pointplot(x=xs, y=names, errorbar="sd", ax=ax, color="black", linestyle="none", marker="|",
+                  markersize=16, capsize=0.3, err_kws={"linewidth": 1.2}, zorder=4)  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("")
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+#: Colours of the flow items in the schematic (Okabe-Ito, then matplotlib's tab10).
+_ITEM_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def plot_method_schematic(
+    teacher_names: Sequence[str],
+    teacher_stages: Sequence[int],
+    student_names: Sequence[str],
+    student_stages: Sequence[int],
+    mapping: Sequence[int],
+    pairs: Sequence[tuple[int, int]],
+    lambda_flow: float,
+    lambda_adv: float,
+    gan_loss: str = "bce",
+    labels: tuple[str, str] = ("teacher", "student"),
+) -> Figure:
+    """The method in one picture, drawn from the same objects the library trains with.
+
+    The teacher's taps (top) and the student's (below them), the alignment of student taps to
+    teacher taps (dashed), every flow item as an arc in both networks (numbered, one colour per
+    item), one discriminator per item, and the three loss terms with their weights.
+
+    Args:
+        teacher_names, teacher_stages: the teacher's tap names and stages (``tap_names()``,
+            ``tap_stages``).
+        student_names, student_stages: the same for the student.
+        mapping: the teacher tap matched to each student tap (``align_taps``).
+        pairs: the flow items as pairs of student taps (``FlowPlan.pairs``).
+        lambda_flow, lambda_adv: the weights of the flow and adversarial terms.
+        gan_loss: the GAN loss named in the legend.
+        labels: names of the two networks.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    nt, ns = len(teacher_names), len(student_names)
+    if len(teacher_stages) != nt or len(student_stages) != ns or len(mapping) != ns:
+        raise ValueError("names, stages and mapping must have one entry per tap")
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    if any(not 0 <= a < b < ns for a, b in pairs):
+        raise ValueError(f"pairs must be (a, b) with 0 <= a < b < {ns}")
+    width = 9.0  # the networks are drawn over x in [0, width]
+    xt = np.linspace(0.0, width, nt)
+    xs = xt[list(mapping)]
+    y_t, y_s = 3.2, 1.3
+    k_items = len(pairs)
+    fig, ax = plt.subplots(figsize=(11.5, 6.4), layout="constrained")
+    spans = sorted({xt[mapping[b]] - xt[mapping[a]] for a, b in pairs})
+
+    def arc_height(span: float) -> float:
+        return 0.55 + 0.9 * spans.index(span) / max(len(spans) - 1, 1)
+
+    # the two networks: a line through their taps, dots coloured by stage
+    for y, x, stages, name, used in ((y_t, xt, teacher_stages, labels[0], set(mapping)),
+                                     (y_s, xs, student_stages, labels[1], set(range(ns)))):  # fmt: skip
+        ax.plot([x[0], x[-1]], [y, y], color="#BBBBBB", lw=2.5, zorder=1)
+        for i, (xi, st) in enumerate(zip(x, stages)):
+            color = STAGE_COLORS[st % len(STAGE_COLORS)]
+            filled = i in used
+            ax.scatter([xi], [y], s=120 if filled else 45, zorder=3, linewidths=1.5,
+                       c=[color] if filled else ["white"], edgecolors=[color])  # fmt: skip
+        ax.text(-0.35, y, name, ha="right", va="center", fontsize=11, fontweight="bold")
+    ax.text(-0.35, y_t - 0.3, "frozen", ha="right", va="center", fontsize=9, color="#555555")
+    ax.text(-0.35, y_s - 0.3, "trained", ha="right", va="center", fontsize=9, color="#555555")
+    for i, name in enumerate(student_names):
+        ax.text(xs[i], y_s - 0.22, name, ha="center", va="top", fontsize=9)
+    for i in sorted(set(mapping)):
+        ax.text(xt[i], y_t - 0.22, teacher_names[i], ha="center", va="top", fontsize=8, color="#555555")
+    # the aligned taps
+    for i, j in enumerate(mapping):
+        ax.plot([xs[i], xt[j]], [y_s + 0.08, y_t - 0.45], ls="--", lw=0.9, color="#888888", zorder=0)
+    # the flow items: arcs above the teacher and below the student, one colour and number each
+    for k, (a, b) in enumerate(pairs):
+        color = _ITEM_COLORS[k % len(_ITEM_COLORS)]
+        ta, tb = mapping[a], mapping[b]
+        h = arc_height(xt[tb] - xt[ta])
+        ax.add_patch(Arc(((xt[ta] + xt[tb]) / 2, y_t), xt[tb] - xt[ta], 2 * h, theta1=0, theta2=180,
+                         color=color, lw=1.8))  # fmt: skip
+        ax.add_patch(Arc(((xs[a] + xs[b]) / 2, y_s - 0.55), xs[b] - xs[a], 2 * h, theta1=180, theta2=360,
+                         color=color, lw=1.8))  # fmt: skip
+        for x_mid, y_mid in (((xt[ta] + xt[tb]) / 2, y_t + h), ((xs[a] + xs[b]) / 2, y_s - 0.55 - h)):
+            ax.text(x_mid, y_mid, str(k + 1), ha="center", va="center", fontsize=8, color="white",
+                    bbox={"boxstyle": "circle,pad=0.2", "fc": color, "ec": "none"}, zorder=4)  # fmt: skip
+    ax.text(width / 2, y_t + 1.75, "teacher flows $G^T_k$: real", ha="center", fontsize=10)
+    ax.text(width / 2, y_s - 2.35, "student flows $G^S_k$: fake", ha="center", fontsize=10)
+    # one discriminator per item
+    x_d = width + 1.9
+    top, bottom = y_t + 1.2, y_s - 1.6
+    ys_d = np.linspace(top, bottom, k_items) if k_items > 1 else np.array([(top + bottom) / 2])
+    ax.text(x_d + 0.45, top + 0.75, "one discriminator per item", ha="center", fontsize=10)
+    ax.text(x_d + 0.45, top + 0.4, "reads $G^T_k$ (real) or $G^S_k$ (fake)", ha="center", fontsize=8,
+            color="#555555")  # fmt: skip
+    ax.text(width / 2, (y_t + y_s) / 2 - 0.15, "flow term: $\\Vert G^T_k - G^S_k \\Vert_F^2$ for every item and image",
+            ha="center", va="center", fontsize=9, bbox={"fc": "white", "ec": "none", "pad": 2})  # fmt: skip
+    for k, ((a, b), yd) in enumerate(zip(pairs, ys_d)):
+        color = _ITEM_COLORS[k % len(_ITEM_COLORS)]
+        ax.text(x_d - 0.35, yd, f"{k + 1}: {student_names[a]}→{student_names[b]}", ha="right", va="center",
+                fontsize=8, color=color)  # fmt: skip
+        ax.add_patch(FancyBboxPatch((x_d - 0.2, yd - 0.17), 0.8, 0.34, boxstyle="round,pad=0.02", fc=color,
+                                    ec="none", alpha=0.9))  # fmt: skip
+        ax.text(x_d + 0.2, yd, f"$D_{{{k + 1}}}$", ha="center", va="center", fontsize=9, color="white")
+        ax.add_patch(FancyArrowPatch((x_d + 0.62, yd), (x_d + 1.1, yd), arrowstyle="->", mutation_scale=8,
+                                     color="#555555"))  # fmt: skip
+        ax.text(x_d + 1.15, yd, "logit", va="center", fontsize=8, color="#555555")
+    # the objective, with the weights in use
+    ax.text(xs[-1] + 0.35, y_s, r"$\rightarrow\ \hat y_S$", va="center", fontsize=11)
+    eq = (r"$\mathcal{L}_S = \mathrm{CE}(y, \hat y_S)"
+          r" + \lambda_F \sum_k \Vert G^T_k - G^S_k \Vert_F^2"
+          r" + \lambda_A \sum_k \mathcal{L}_G(D_k(G^S_k))$")  # fmt: skip
+    ax.text(width / 2 + 1.0, y_s - 3.05, eq, ha="center", fontsize=13)
+    ax.text(width / 2 + 1.0, y_s - 3.6,
+            f"cross-entropy: labelled images only;  flow and adversarial terms: every image, no labels;  "
+            f"$\\lambda_F$ = {lambda_flow:g}, $\\lambda_A$ = {lambda_adv:g}, GAN loss {gan_loss}",
+            ha="center", fontsize=9, color="#555555")  # fmt: skip
+    ax.set_xlim(-2.0, x_d + 1.9)
+    ax.set_ylim(y_s - 3.9, y_t + 2.1)
+    ax.axis("off")
+    stage_legend(fig, teacher_stages)
+    return fig

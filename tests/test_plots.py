@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from dfkd_lib import plots  # noqa: E402
@@ -52,3 +53,101 @@ def test_pair_diagram_bad_input():
     _, ax = plt.subplots()
     with pytest.raises(ValueError, match="single pair set"):
         plots.plot_pair_diagram(net.tap_names(), {"a": [(0, 1)], "b": [(0, 2)]}, net.tap_stages, ax=ax)
+
+
+# --- the seaborn figures and the schematic (issue 15) -------------------------------------------
+
+
+def test_class_similarity_masks_the_diagonal_and_annotates_the_rest():
+    pytest.importorskip("seaborn")
+    classes = ["a", "b", "c"]
+    sim = np.array([[0.8, 0.15, 0.05], [0.3, 0.6, 0.1], [0.0, 0.2, 0.8]])
+    fig = plots.plot_class_similarity(sim, classes)
+    ax = fig.axes[0]
+    values = sorted(t.get_text() for t in ax.texts)
+    assert values == sorted(["0.15", "0.05", "0.30", "0.10", "0.00", "0.20"])  # 6 = 9 - diagonal
+    assert [t.get_text() for t in ax.get_yticklabels()] == classes
+    with pytest.raises(ValueError, match="3 classes"):
+        plots.plot_class_similarity(sim[:2], classes)
+
+
+def test_logit_histograms_one_panel_per_epoch_and_the_accuracies_they_show():
+    pytest.importorskip("seaborn")
+    real = np.array([1.0, 2.0, -1.0, 3.0])  # 3 of 4 above the threshold: 75 %
+    fake = np.array([-2.0, -1.0, 0.5, -3.0])  # 3 of 4 below it: 75 %
+    logits = {"plain": {0: (real * 0, fake * 0), 1: (real, fake)}, "sn": {0: (real, fake)}}
+    fig = plots.plot_logit_histograms(logits)
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert not axes[1, 1].axison  # the shorter row leaves its last panel empty
+    texts = [t.get_text() for t in axes[0, 1].texts]
+    assert "real: 75 %\nfake: 75 %" in texts
+    assert axes[0, 1].get_title() == "plain, epoch 1"
+    # with every logit at the threshold nothing is on the right side
+    assert "real: 0 %\nfake: 0 %" in [t.get_text() for t in axes[0, 0].texts]
+
+
+def test_item_distances_relative_to_the_first_epoch():
+    pytest.importorskip("seaborn")
+    rng = np.random.default_rng(0)
+    d = rng.uniform(1, 2, size=(3, 2, 5))  # 3 epochs, 2 items, 5 images
+    fig = plots.plot_item_distances(d, ["x->y", "y->z"], epochs=[0, 1, 2])
+    assert len(fig.axes) == 2  # over epochs, and the last epoch per image
+    lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == 2  # one median line per item
+    first = sorted(float(line.get_ydata()[0]) for line in lines)
+    assert first == pytest.approx([1.0, 1.0])  # relative: every item starts at 1
+    assert len(plots.plot_item_distances(d[:, :, 0], ["x->y", "y->z"]).axes) == 1
+    with pytest.raises(ValueError, match="2 items"):
+        plots.plot_item_distances(d[:, :1], ["x->y", "y->z"])
+
+
+def test_flow_pca_projects_every_image_of_every_network():
+    pytest.importorskip("seaborn")
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(20, 4, 6))
+    students = {"far": rng.normal(5, 1, size=(20, 4, 6)), "near": teacher + 0.01}
+    fig = plots.plot_flow_pca(teacher, students, link=True)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        offsets = np.concatenate([c.get_offsets() for c in ax.collections])
+        assert len(offsets) == 40  # 20 teacher points and 20 student points
+        links = [line for line in ax.get_lines() if line.get_color() == "#BBBBBB"]
+        assert len(links) == 20  # one link per image
+    assert fig.axes[0].get_title() == "far"
+
+
+def test_seed_points_and_paired_differences_draw_every_seed():
+    pytest.importorskip("seaborn")
+    values = {"scratch": [81.5, 81.9, 81.8], "kd": [84.3, 84.6, 84.3]}
+    fig = plots.plot_seed_points(values, "accuracy", colors={"kd": "#0072B2"})
+    points = fig.axes[0].collections[:2]  # one strip of points per group
+    assert [len(c.get_offsets()) for c in points] == [3, 3]
+    assert sorted(np.asarray(points[1].get_offsets())[:, 1]) == pytest.approx([84.3, 84.3, 84.6])
+    diffs = {"kd - scratch": [2.8, 2.7, 2.5], "at - scratch": [0.2, -0.1]}
+    fig = plots.plot_paired_differences(diffs)
+    strips = [c for c in fig.axes[0].collections if len(c.get_offsets())]
+    assert sorted(len(c.get_offsets()) for c in strips)[-2:] == [2, 3]
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_paired_differences({"empty": []})
+
+
+def test_method_schematic_draws_every_item_in_both_networks_and_one_discriminator_each():
+    from matplotlib.patches import Arc, FancyBboxPatch
+
+    from dfkd_lib.flow import align_taps, make_flow_plan
+
+    teacher, student = cifar_resnet(26), cifar_resnet(8)
+    plan = make_flow_plan(teacher, student, pairs="dense")
+    mapping = align_taps(teacher.blocks_per_stage, student.blocks_per_stage)
+    fig = plots.plot_method_schematic(
+        teacher.tap_names(), teacher.tap_stages, student.tap_names(), student.tap_stages,
+        mapping, plan.pairs, 5e-4, 0.01,
+    )  # fmt: skip
+    ax = fig.axes[0]
+    assert sum(isinstance(p, Arc) for p in ax.patches) == 2 * len(plan.pairs)  # 12 arcs
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == len(plan.pairs)
+    texts = [t.get_text() for t in ax.texts]
+    assert "$D_{6}$" in texts and "$D_{7}$" not in texts
+    assert any("0.0005" in t and "0.01" in t for t in texts)  # the weights in use
+    with pytest.raises(ValueError, match="pairs"):
+        plots.plot_method_schematic(["a", "b"], [0, 1], ["a", "b"], [0, 1], [0, 1], [(1, 0)], 1, 1)
