@@ -2,18 +2,21 @@
 
 Every chapter starts with::
 
-    PROFILE = None  # "quick" (CPU, minutes) or "full" (GPU, paper-scale); None picks by hardware
+    PROFILE = None  # "quick" (CPU), "gpu" (minutes on a GPU) or "full" (paper scale); None picks by hardware
     ch = book.setup(PROFILE)
 
 :func:`setup` seeds everything, picks the device, loads the data and returns a
 :class:`Chapter` holding the *profile knobs* (epochs, batches per epoch, test images
 evaluated, ...) that the chapter's experiments use, so that the same cells run in minutes on
-a CPU (``quick``) or at paper scale on a GPU (``full``).
+a CPU (``quick``), in minutes on a GPU (``gpu``: the CPU protocol's 15 epochs of all the
+training images) or, only when asked for, at paper scale (``full``: hours per chapter).
+Before a chapter trains, :meth:`Chapter.expect` prints how long the runs should take (the rule
+is :func:`estimate_seconds`'s).
 
 Environment variables:
 
 ``DFKD_PROFILE``
-    the profile when ``setup`` is given none (default: ``full`` on CUDA, else ``quick``).
+    the profile when ``setup`` is given none (default: ``gpu`` on CUDA, else ``quick``).
 ``DFKD_REQUIRE_DATA``
     ``1`` makes a missing CIFAR-10 an error instead of falling back to generated data (CI sets it).
 ``DFKD_TEACHER``
@@ -40,19 +43,105 @@ from .data import DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_c
 from .models import CifarResNet
 from .train import TrainConfig, config_for, pick_device, seed_everything
 
-__all__ = ["PROFILES", "TEACHER_NAME", "REPOSITORY_URL", "Chapter", "setup", "in_colab", "glue", "repository", "is_checkout"]
+__all__ = [
+    "PROFILES",
+    "estimate_seconds",
+    "device_throughput",
+    "TEACHER_NAME",
+    "REPOSITORY_URL",
+    "Chapter",
+    "setup",
+    "in_colab",
+    "glue",
+    "repository",
+    "is_checkout",
+]
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "gpu", "full")
 TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
 
 #: Knobs of each profile. ``quick``: each chapter runs in about 3 minutes on a 2-core CPU with
-#: the real CIFAR-10. ``full``: paper scale (Yim et al. trained 64k iterations at batch 128:
-#: 182 epochs of the 351 full batches of the 45k training images, as in ``recipes/``; three
-#: seeds for every reported number).
+#: the real CIFAR-10. ``gpu`` (the default on a GPU): the CPU protocol's schedule, 15 epochs of
+#: all 351 batches of the 45k training images, one seed; by :func:`estimate_seconds`, every
+#: chapter trains for under 5 minutes on a T4 (chapter 6, the longest, about 4.5). ``full``:
+#: paper scale, only when asked for (Yim et al. trained 64k iterations at batch 128: 182 epochs,
+#: as in ``recipes/``; three seeds for every reported number): hours per chapter.
 _KNOBS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "max_train_batches": 40, "eval_size": 2000, "seeds": (0,)},
+    "gpu": {"epochs": 15, "max_train_batches": None, "eval_size": None, "seeds": (0,)},
     "full": {"epochs": 182, "max_train_batches": None, "eval_size": None, "seeds": (0, 1, 2)},
 }
+
+# --- how long a run takes: the rule behind the estimates the chapters print -------------------
+
+#: Effective training throughput of one CPU thread, FLOP/s. Measured on the project's 2-core
+#: machine: ResNet-8 trains at about 1,100 images/s and ResNet-26 at about 350 (3 x 24.5 and
+#: 3 x 109 MFLOP per image: 81 and 115 GFLOP/s for two threads).
+CPU_FLOPS_PER_THREAD = 50e9
+#: Peak float32 FLOP/s of common GPUs (the datasheets), looked up by name; unknown GPUs count as a T4.
+GPU_FP32_PEAK = {"T4": 8.1e12, "L4": 30.3e12, "A10": 31.2e12, "V100": 15.7e12, "A100": 19.5e12, "H100": 67e12,
+                 "H200": 67e12, "RTX 4090": 82.6e12, "RTX 3090": 35.6e12}  # fmt: skip
+#: The share of that peak these small networks reach: their 16-64-channel convolutions on 32 x 32
+#: maps are too small to fill a GPU (so mixed precision, whose tensor-core peak is 8x higher on a
+#: T4, is counted as float32).
+GPU_EFFICIENCY = 0.25
+#: Time per training step on a GPU that does not shrink with the FLOPs: launching the few hundred
+#: small kernels of a step (flows and discriminators add many) and the Python around them.
+GPU_STEP_OVERHEAD_S = 0.005
+#: Step time of a method beyond its FLOPs, relative to ``kd`` (measured on the CPU,
+#: ``benchmarks/results/bench_train_cpu.txt``: the flow items and discriminators are small kernels).
+METHOD_OVERHEAD = {"fsp": 1.15, "dense": 1.13, "adv": 1.25, "adv-dense": 1.25}
+
+
+def forward_flops(model: torch.nn.Module) -> float:
+    """FLOPs of one forward pass of one 32 x 32 image (2 per multiply-accumulate)."""
+    from .models import count_macs
+
+    return 2.0 * count_macs(model)
+
+
+def device_throughput(device: torch.device) -> tuple[float, float, str]:
+    """Effective FLOP/s and per-step overhead (s) of ``device`` for :func:`estimate_seconds`, and its name."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in GPU_FP32_PEAK.items() if k in name), GPU_FP32_PEAK["T4"])
+        return GPU_EFFICIENCY * peak, GPU_STEP_OVERHEAD_S, name
+    threads = torch.get_num_threads()
+    return CPU_FLOPS_PER_THREAD * threads, 0.0, f"CPU, {threads} thread(s)"
+
+
+def estimate_seconds(
+    method: str,
+    steps: int,
+    batch_size: int,
+    student_flops: float,
+    teacher_flops: float,
+    eval_images: int,
+    flops_per_s: float,
+    step_overhead_s: float = 0.0,
+) -> float:
+    """The time of a training run by the book's rule of thumb.
+
+    Each training image costs 3 forward passes of the student (forward and backward) and, for a
+    method with a teacher, one of the teacher; a method with flows or discriminators costs
+    :data:`METHOD_OVERHEAD` times that; each step adds ``step_overhead_s``; every evaluated image
+    costs one forward pass of the student. All of it at ``flops_per_s`` (:func:`device_throughput`).
+
+    >>> round(estimate_seconds("kd", 351 * 15, 128, 24.5e6, 109.4e6, 15 * 15000, 2e12, 0.005))
+    91
+    """
+    per_image = 3 * student_flops + (teacher_flops if method != "scratch" else 0.0)
+    per_image *= METHOD_OVERHEAD.get(method, 1.0)
+    return steps * (batch_size * per_image / flops_per_s + step_overhead_s) + eval_images * student_flops / flops_per_s
+
+
+def _duration(seconds: float) -> str:
+    """``'about 40 s'``, ``'about 3.5 min'``, ``'about 2.1 h'``."""
+    if seconds < 90:
+        return f"about {max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"about {seconds / 60:.1f} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 REPOSITORY_URL = "https://github.com/dfkd-book/dfkd-book"
@@ -111,7 +200,7 @@ class Chapter:
     """What a chapter needs: the profile, the device, the data and the profile's knobs.
 
     Attributes:
-        profile: ``"quick"`` or ``"full"``.
+        profile: ``"quick"``, ``"gpu"`` or ``"full"``.
         device: where models and data live.
         data: CIFAR-10 as arrays (or generated stand-in data, see ``synthetic``); ``None`` for
             a chapter that trains nothing (``setup(data=False)``).
@@ -247,6 +336,34 @@ class Chapter:
         kw.update(overrides)
         return config_for(method, **kw)
 
+    def expect(self, *runs: str | TrainConfig, repeat: int = 1) -> float:
+        """Print how long the training runs about to start should take; return the seconds.
+
+        Args:
+            runs: the runs' configs, or method names (for :meth:`config` with no overrides).
+            repeat: how many times the whole list runs (e.g. once per seed).
+        """
+        flops_per_s, overhead, where = device_throughput(self.device)
+        from .models import model_from_name
+
+        data = self._data()
+        train_images = len(data.y_train) - self.val_size
+        eval_images = self.val_size + len(self.eval_data().y_test)
+        total, names, cfgs = 0.0, [], [self.config(r) if isinstance(r, str) else r for r in runs]
+        for cfg in cfgs:
+            batches = train_images // cfg.batch_size
+            if cfg.max_train_batches is not None:
+                batches = min(batches, cfg.max_train_batches)
+            teacher = forward_flops(self.teacher()) if cfg.method != "scratch" else 0.0
+            student = forward_flops(model_from_name(cfg.student))
+            total += estimate_seconds(cfg.method, cfg.epochs * batches, cfg.batch_size, student, teacher,
+                                      cfg.epochs * eval_images, flops_per_s, overhead)  # fmt: skip
+            names.append(f"{cfg.method} ({cfg.epochs} epochs x {batches} batches)")
+        total *= repeat
+        what = ", ".join(names) + (f", {repeat} times" if repeat > 1 else "")
+        print(f"expected time: {_duration(total)} for {what} on {where} (book.estimate_seconds)")
+        return total
+
     def describe(self) -> str:
         """Two short lines saying what this chapter runs with (one when it has no data)."""
         if self.data is None:
@@ -292,8 +409,8 @@ def setup(
     """Seed everything, pick the device and profile, load the data: a chapter's first call.
 
     Args:
-        profile: ``"quick"`` or ``"full"``; ``None`` takes ``$DFKD_PROFILE``, else ``full`` on
-            CUDA and ``quick`` otherwise.
+        profile: ``"quick"``, ``"gpu"`` or ``"full"``; ``None`` takes ``$DFKD_PROFILE``, else
+            ``gpu`` on CUDA and ``quick`` otherwise (``full``, hours per chapter, only when asked for).
         seed: seed of Python's, NumPy's and PyTorch's generators.
         verbose: print one line describing the setup.
         data: load CIFAR-10 (or its generated stand-in); ``False`` for a chapter that reads logs
@@ -307,7 +424,7 @@ def setup(
     """
     device = pick_device("auto")
     if profile is None:
-        profile = os.environ.get("DFKD_PROFILE") or ("full" if device.type == "cuda" else "quick")
+        profile = os.environ.get("DFKD_PROFILE") or ("gpu" if device.type == "cuda" else "quick")
     profile = profile.strip().lower()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")

@@ -1,6 +1,7 @@
 """The chapters' helper: setup without data, and the clear error when data are then asked for."""
 
 import pytest
+import torch
 
 from dfkd_lib import book
 from dfkd_lib.data import DataNotFoundError
@@ -80,3 +81,37 @@ def test_chapters_import_nothing_that_colab_lacks():
         )
         for tool in ("myst_nb", "jupyter_book", "sphinx"):
             assert f"import {tool}" not in code and f"from {tool}" not in code, (path.name, tool)
+
+
+def test_a_gpu_picks_the_gpu_profile_and_full_only_when_asked(monkeypatch, capsys):
+    """On a GPU the default runs chapters in minutes; the paper-scale profile is opt-in."""
+    monkeypatch.delenv("DFKD_PROFILE", raising=False)
+    monkeypatch.setattr(book, "pick_device", lambda name="auto": torch.device("cuda"))
+    ch = book.setup(data=False)
+    assert ch.profile == "gpu" and ch.epochs == 15 and ch.max_train_batches is None and ch.seeds == (0,)
+    assert book.setup("full", data=False).epochs == 182
+    monkeypatch.setenv("DFKD_PROFILE", "full")
+    assert book.setup(data=False).profile == "full"
+
+
+def test_expect_prints_the_rule_s_estimate(monkeypatch, capsys):
+    monkeypatch.delenv("DFKD_REQUIRE_DATA", raising=False)
+    monkeypatch.setattr(book, "load_cifar", _no_cifar)
+    ch = book.setup("quick", verbose=False)  # generated data: 5,000 training images, 500 held out
+    capsys.readouterr()
+    seconds = ch.expect("scratch", repeat=2)
+    steps = ch.epochs * min(ch.max_train_batches, 4500 // ch.batch_size)  # 3 x 35
+    flops, _, _ = book.device_throughput(ch.device)
+    one = book.estimate_seconds("scratch", steps, 128, 2 * 12_239_488, 0.0, 3 * (500 + 1000), flops)
+    assert seconds == pytest.approx(2 * one)
+    out = capsys.readouterr().out
+    assert out.startswith("expected time: about ") and "scratch (3 epochs x 35 batches), 2 times" in out
+
+
+def test_estimate_rule_counts_teacher_and_student_passes():
+    """3 student passes and 1 teacher pass per image: kd on ResNet-26 -> ResNet-8, 1,000 images at 1 GFLOP/s."""
+    s, t = 24.5e6, 109.4e6
+    assert book.estimate_seconds("scratch", 10, 100, s, t, 0, 1e9) == pytest.approx(1000 * 3 * s / 1e9)
+    assert book.estimate_seconds("kd", 10, 100, s, t, 0, 1e9) == pytest.approx(1000 * (3 * s + t) / 1e9)
+    adv = book.estimate_seconds("adv-dense", 10, 100, s, t, 0, 1e9, step_overhead_s=0.01)
+    assert adv == pytest.approx(1.25 * 1000 * (3 * s + t) / 1e9 + 0.1)
