@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Arc
+from matplotlib.patches import Arc, Patch
 
 __all__ = [
     "STAGE_COLORS",
@@ -592,6 +592,7 @@ __all__ += [
     "plot_item_distances",
     "plot_flow_pca",
     "plot_seed_points",
+    "plot_seed_curves",
     "plot_paired_differences",
     "plot_method_schematic",
 ]
@@ -683,7 +684,7 @@ def plot_logit_histograms(
             source = np.array(["teacher (real)"] * len(real) + ["student (fake)"] * len(fake))
             edges = np.histogram_bin_edges(np.append(values, threshold), bins=bins)
             sns.histplot(x=values, hue=source, bins=edges, element="step", ax=ax, palette=palette,
-                         legend=row == 0 and col == ncols - 1)  # fmt: skip
+                         legend=False)  # fmt: skip
             ax.axvline(threshold, color="#444444", lw=0.9, ls="--")
             acc_real, acc_fake = 100 * np.mean(real > threshold), 100 * np.mean(fake < threshold)
             ax.text(0.02, 0.97, f"real: {acc_real:.0f} %\nfake: {acc_fake:.0f} %", transform=ax.transAxes,
@@ -691,9 +692,8 @@ def plot_logit_histograms(
             ax.set_title(f"{name}, epoch {epoch}", fontsize=10)
             ax.set_xlabel("logit" if row == len(runs) - 1 else "")
             ax.set_ylabel("count" if col == 0 else "")
-    legend = axes[0, ncols - 1].get_legend()
-    if legend is not None:
-        sns.move_legend(axes[0, ncols - 1], "upper right", title=None, frameon=False, fontsize=8)
+    handles = [Patch(facecolor=c, edgecolor=c, alpha=0.5, label=k) for k, c in palette.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
@@ -867,6 +867,48 @@ def plot_seed_points(
         for label in ax.get_xticklabels():
             label.set_ha("right")
             label.set_rotation_mode("anchor")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_seed_curves(
+    curves: Mapping[str, Sequence[Sequence[float]]],
+    ylabel: str = "",
+    ax: Axes | None = None,
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """One thin line per seed and a thick line for the mean, one colour per group.
+
+    Args:
+        curves: ``{group name: one curve (a value per epoch, from epoch 1) per seed}``.
+        ylabel: y-axis label.
+        ax: axes to draw into (default: a new figure).
+        title: axes title.
+        colors: ``{group name: colour}`` (default: seaborn's palette).
+    """
+    sns = _seaborn()
+    groups = {k: [list(map(float, c)) for c in cs] for k, cs in curves.items() if len(cs)}
+    if not groups:
+        raise ValueError("curves needs at least one group with a curve")
+    fig, ax = _new_axes(ax, (6.0, 3.8))
+    palette = {k: (colors or {}).get(k, c) for k, c in zip(groups, sns.color_palette(n_colors=len(groups)))}
+    epoch, value, group, seed = [], [], [], []
+    for name, cs in groups.items():
+        for s, c in enumerate(cs):
+            epoch += list(range(1, len(c) + 1))
+            value += c
+            group += [name] * len(c)
+            seed += [s] * len(c)
+    sns.lineplot(x=epoch, y=value, hue=group, units=seed, estimator=None, palette=palette, lw=0.8,
+                 alpha=0.6, ax=ax, legend=False)  # fmt: skip
+    sns.lineplot(x=epoch, y=value, hue=group, errorbar=None, palette=palette, lw=2.2, ax=ax)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    sns.move_legend(ax, "best", title=None, frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return fig

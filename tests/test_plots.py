@@ -131,6 +131,16 @@ def test_seed_points_and_paired_differences_draw_every_seed():
         plots.plot_paired_differences({"empty": []})
 
 
+def test_seed_curves_one_thin_line_per_seed_and_one_mean_per_group():
+    pytest.importorskip("seaborn")
+    curves = {"adv": [[97, 98, 99], [96, 98, 98]], "adv-dense": [[95, 93, 92], [96, 94, 93], [97, 95, 94]]}
+    fig = plots.plot_seed_curves(curves, "accuracy")
+    lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == 2 + 3 + 2  # five seeds, two means
+    means = sorted(tuple(line.get_ydata()) for line in lines if line.get_linewidth() > 2)
+    assert means == [pytest.approx((96, 94, 93)), pytest.approx((96.5, 98, 98.5))]
+
+
 def test_method_schematic_draws_every_item_in_both_networks_and_one_discriminator_each():
     from matplotlib.patches import Arc, FancyBboxPatch
 
