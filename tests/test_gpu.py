@@ -1,10 +1,11 @@
 """What only a CUDA GPU can check: mixed precision, resuming on the GPU, flows under autocast, NCCL.
 
-Every test here is marked ``gpu`` and skipped without CUDA, so the suite passes on a CPU;
+The GPU tests are marked ``gpu`` and skipped without CUDA, so the suite passes on a CPU;
 ``scripts/gpu_check.sh`` runs them (``pytest -m gpu``) on a GPU machine and writes a report to
-``benchmarks/results/``. The engine picks bfloat16 where the GPU supports it and float16 with a
-gradient scaler otherwise (a T4); the float16 path is forced here by making the GPU look as if
-it had no bfloat16, so that one GPU tests both.
+``benchmarks/results/`` (the last test checks that, without a GPU, the script stops at once).
+The engine picks bfloat16 where the GPU supports it and float16 with a gradient scaler
+otherwise (a T4); the float16 path is forced here by making the GPU look as if it had no
+bfloat16, so that one GPU tests both.
 """
 
 import json
@@ -22,10 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 TEACHER = "resnet26_cifar10"  # the pretrained teacher shipped with the package
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs these)"),
-]
+NO_CUDA = not torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU (scripts/gpu_check.sh runs these)")
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TIMING = {"wall_s", "train_time_s", "images_per_s"}
@@ -46,6 +45,8 @@ def small(method: str, **kw):
     return config_for(method, teacher=None if method == "scratch" else TEACHER, **{**base, **kw})
 
 
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_takes_mixed_precision_steps(method, dtype, monkeypatch):
@@ -71,6 +72,8 @@ def test_every_method_takes_mixed_precision_steps(method, dtype, monkeypatch):
     assert any(not torch.equal(params[k], seen["before"][k]) for k in params)
 
 
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_resume_on_cuda_after_a_kill_continues_the_run(dtype, tmp_path):
     """Killed after epoch 1 and resumed, a run ends as the same run never interrupted.
@@ -107,6 +110,8 @@ def test_resume_on_cuda_after_a_kill_continues_the_run(dtype, tmp_path):
                 assert ra[key] == pytest.approx(rb[key], abs=1.0), (ra["epoch"], key)
 
 
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @torch.no_grad()
 def test_flows_under_autocast_equal_float32(dtype):
@@ -145,6 +150,8 @@ def test_flows_under_autocast_equal_float32(dtype):
     assert l16 == pytest.approx(l32, rel=tol)
 
 
+@pytest.mark.gpu
+@needs_cuda
 def test_ddp_with_one_process_on_nccl_matches_plain_training(tmp_path):
     """torchrun with one process: NCCL initialises, and DistributedDataParallel around the library's
     ResNet-8 takes the same steps as the bare model (an all-reduce over one rank changes nothing).
@@ -158,3 +165,13 @@ def test_ddp_with_one_process_on_nccl_matches_plain_training(tmp_path):
     assert result["all_reduce"] == 3.0
     assert result["max_weight_difference"] <= 1e-6
     assert result["engine_epochs"] == 1 and result["engine_device"].startswith("cuda")
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="on a GPU the script runs for minutes")
+def test_gpu_check_script_stops_at_once_without_a_gpu():
+    """scripts/gpu_check.sh checks for CUDA first: here it says so and exits 2, writing no report."""
+    report = ROOT / "benchmarks" / "results" / "gpu_check.md"
+    before = report.read_text() if report.exists() else None
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr
+    assert (report.read_text() if report.exists() else None) == before
