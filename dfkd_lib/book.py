@@ -356,9 +356,10 @@ class Chapter:
                 batches = min(batches, cfg.max_train_batches)
             teacher = forward_flops(self.teacher()) if cfg.method != "scratch" else 0.0
             student = forward_flops(model_from_name(cfg.student))
-            total += estimate_seconds(cfg.method, cfg.epochs * batches, cfg.batch_size, student, teacher,
-                                      cfg.epochs * eval_images, flops_per_s, overhead)  # fmt: skip
-            names.append(f"{cfg.method} ({cfg.epochs} epochs x {batches} batches)")
+            epochs = getattr(cfg, "total_epochs", cfg.epochs)  # a two-stage run's stage 1 comes on top
+            total += estimate_seconds(cfg.method, epochs * batches, cfg.batch_size, student, teacher,
+                                      epochs * eval_images, flops_per_s, overhead)  # fmt: skip
+            names.append(f"{cfg.method} ({epochs} epochs x {batches} batches)")
         total *= repeat
         what = ", ".join(names) + (f", {repeat} times" if repeat > 1 else "")
         print(f"expected time: {_duration(total)} for {what} on {where} (book.estimate_seconds)")
