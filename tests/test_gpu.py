@@ -118,7 +118,7 @@ def test_resume_on_cuda_after_a_kill_continues_the_run(dtype, tmp_path):
 def test_flows_under_autocast_equal_float32(dtype):
     """Dense flows of the shipped teacher and a ResNet-8, from taps computed under autocast, match
     float32 within the precision of the type: as the engine computes them (taps cast to float32,
-    products outside autocast) and entirely under autocast."""
+    products outside autocast) and, in bfloat16, entirely under autocast."""
     if dtype == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
     from dfkd_lib import cifar_resnet, load_pretrained, make_flow_plan
@@ -143,7 +143,11 @@ def test_flows_under_autocast_equal_float32(dtype):
     assert t16[-1].dtype == DTYPES[dtype]
     engine = plan.teacher_flows([t.float() for t in t16])
     h_engine = plan.student_flows([s.float() for s in s16])
-    for name, flows in (("engine", engine), ("inside autocast", inside)):
+    # entirely under autocast only in bfloat16: a float16 product of two 32 x 32 maps can pass
+    # float16's largest value (65504) before it is divided by 32^2, which is why the engine
+    # computes the flows in float32
+    checked = [("engine", engine)] + ([("inside autocast", inside)] if dtype == "bf16" else [])
+    for name, flows in checked:
         for k, (a, b) in enumerate(zip(flows, g32)):
             rel = float((a.float() - b).norm() / b.norm())
             assert rel < tol, f"{name}: item {plan.names[k]} differs by {rel:.2e} relative"
