@@ -241,7 +241,6 @@ class Context:
     root: Path = ROOT
     cited: list[str] = field(default_factory=list)
     glue_used: set[str] = field(default_factory=set)
-    glue_missing: set[str] = field(default_factory=set)
 
 
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>.*)$")
@@ -294,7 +293,6 @@ def glue_value(key: str, ctx: Context, mime: str = "text/plain", fmt: str = "") 
     """A glued value as text (``None`` when the build did not glue it)."""
     data = ctx.glue.get(key)
     if data is None or (mime not in data and "text/plain" not in data):
-        ctx.glue_missing.add(key)
         return None
     ctx.glue_used.add(key)
     if mime == "text/markdown" and mime in data:
@@ -313,9 +311,11 @@ def _role(name: str, content: str, ctx: Context) -> str:
     explicit = re.match(r"^(.*?)\s*<([^<>]+)>$", content, re.S)
     if explicit:
         title, target = explicit.group(1).strip(), explicit.group(2).strip()
+    if name.startswith("glue"):
+        content = content.split("::")[-1]  # "doc::key": a value glued in another page (not used here)
     if name in ("glue", "glue:", "glue:any", "glue:text"):
         key, _, fmt = content.rpartition(":") if ":" in content else (content, "", "")
-        value = glue_value(key.split("::")[-1], ctx, fmt=fmt)
+        value = glue_value(key, ctx, fmt=fmt)
         return value if value is not None else _fallback(key)
     if name == "glue:md":
         key = content.rsplit(":", 1)[0] if ":" in content else content
@@ -323,7 +323,9 @@ def _role(name: str, content: str, ctx: Context) -> str:
         return value if value is not None else _fallback(key)
     if name.startswith("cite"):
         keys = [k.strip() for k in target.split(",") if k.strip()]
-        ctx.cited.extend(k for k in keys if k not in ctx.cited)
+        for k in keys:
+            if k not in ctx.cited:
+                ctx.cited.append(k)
         if name in ("cite:author", "cite:authors"):
             return "; ".join(author_names(ctx.bib[k]) if k in ctx.bib else k for k in keys)
         if name == "cite:year":
@@ -381,11 +383,8 @@ def _directive(name: str, arg: str, options: dict[str, str], body: list[str], ct
     """The plain Markdown lines of one directive."""
     if name.startswith("glue"):
         key = arg.strip()
-        if name == "glue:figure" or name == "glue:math":
-            value = None
-            ctx.glue_missing.add(key)
-        else:
-            value = glue_value(key, ctx, mime="text/markdown")
+        # a glued figure or equation cannot be written as text: the cell output shows it
+        value = None if name in ("glue:figure", "glue:math") else glue_value(key, ctx, mime="text/markdown")
         return (value if value is not None else _fallback(key)).splitlines()
     if name in ADMONITIONS:
         title = arg.strip() or name.capitalize()
