@@ -2,7 +2,7 @@
 
 Modules: :mod:`~dfkd_lib.models` (CIFAR ResNets with taps), :mod:`~dfkd_lib.flow` (FSP and dense
 flow), :mod:`~dfkd_lib.discriminators`, :mod:`~dfkd_lib.losses`, :mod:`~dfkd_lib.data`,
-:mod:`~dfkd_lib.train` (the engine and its recipes), :mod:`~dfkd_lib.checkpoint`,
+:mod:`~dfkd_lib.methods` (every method in one place), :mod:`~dfkd_lib.train` (the engine), :mod:`~dfkd_lib.checkpoint`,
 :mod:`~dfkd_lib.pretrained` and :mod:`~dfkd_lib.plots`.
 """
 
@@ -11,9 +11,10 @@ from .data import get_loaders, load_cifar, make_synthetic
 from .discriminators import FlowDiscriminators
 from .flow import align_taps, dense_flows, flows_loop, fsp_matrix, make_flow_plan, make_pairs
 from .losses import at_loss, discriminator_loss, flow_loss, generator_loss, kd_loss
+from .methods import METHODS, RECIPES, Method
 from .models import cifar_resnet, count_macs, count_parameters, model_from_name
 from .pretrained import load_pretrained, load_teacher
-from .train import METHODS, RECIPES, TrainConfig, config_for, evaluate, train
+from .train import TrainConfig, config_for, evaluate, train
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,6 @@ __all__ = [
     "FlowDiscriminators",
     "kd_loss", "flow_loss", "at_loss", "discriminator_loss", "generator_loss",
     "load_cifar", "get_loaders", "make_synthetic",
-    "METHODS", "RECIPES", "TrainConfig", "config_for", "train", "evaluate",
+    "METHODS", "RECIPES", "Method", "TrainConfig", "config_for", "train", "evaluate",
     "save_model", "load_model", "load_pretrained", "load_teacher",
 ]  # fmt: skip

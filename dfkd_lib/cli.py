@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .train import METHODS, RECIPES, TrainConfig, config_for
+from .methods import METHODS
+from .train import TrainConfig, config_for
 
 HELP = {
-    "method": f"what to train with: {', '.join(METHODS)}",
+    "method": "what to train with (see the list above)",
     "student": "student network, e.g. resnet8, resnet14, resnet20",
     "teacher": "teacher: a model file (model.pt / checkpoint.pt) or a pretrained name such as resnet26_cifar10",
     "dataset": "cifar10, cifar100, or synthetic (small generated data for smoke tests)",
@@ -38,19 +39,30 @@ HELP = {
     "pairs": "flow items: sparse, chain, dense, or a custom list like '0-1,0-3,2-3' (student tap indices)",
     "pool": "pooling of the larger map in an FSP pair: max or avg",
     "flow_reduction": "flow loss per item: sum (squared Frobenius distance) or mean (over entries)",
+    "flow_norm": "balance of the flow items: none, teacher (each example's error relative to the teacher's "
+    "matrix) or item (a fixed weight per item, one over the teacher's mean squared norm)",
     "lambda_flow": "weight of the Euclidean flow loss",
+    "flow_grad_ratio": "set lambda_flow at the start so that the flow term's gradient is this many times the "
+    "supervised terms' gradient (student in train mode, first batches); overrides --lambda-flow",
     "lambda_adv": "weight of the student's adversarial loss",
     "gan_loss": "adversarial loss form: bce (non-saturating), lsgan or hinge",
     "ce_weight": "weight of the cross-entropy",
     "kd_weight": "weight of Hinton's KD loss",
     "temperature": "KD temperature",
     "at_beta": "attention-transfer weight beta (the term is beta/2 * AT)",
-    "two_stage": "Yim's two stages: flow terms first, then cross-entropy",
-    "stage1_epochs": "two-stage: epochs of the first stage (default a third of --epochs)",
+    "two_stage": "Yim's two stages: flow terms first, then the --epochs of cross-entropy",
+    "stage1_epochs": "two-stage: flow-only epochs before the --epochs of cross-entropy (default a third of --epochs)",
+    "stage1_lr": "two-stage: peak learning rate of the flow-only stage",
     "d_lr": "discriminator learning rate (Adam)",
     "d_betas": "discriminator Adam betas",
     "d_hidden": "hidden widths of each discriminator MLP",
     "spectral_norm": "spectral normalisation in the discriminators",
+    "d_input": "what the discriminators see: raw flows, scaled (each item over the teacher's mean norm) or unit "
+    "(each matrix over its own norm)",
+    "d_noise": "instance noise added to the discriminators' inputs, relative to an item's scale, annealed to 0",
+    "d_r1": "R1 gradient penalty weight gamma of the discriminators",
+    "d_every": "one discriminator step every this many student steps",
+    "probe_images": "validation images on which each flow item's distance is logged every epoch (0: none)",
     "labelled_fraction": "fraction of training images whose labels are used (class-balanced)",
     "val_size": "training images held out for validation",
     "split_seed": "seed of the validation split and of the labelled subset",
@@ -66,6 +78,7 @@ HELP = {
 }
 TYPES: dict[str, Any] = {
     "teacher": str, "data_dir": str, "out_dir": str, "stage1_epochs": int, "max_train_batches": int, "pairs": str,
+    "flow_grad_ratio": float,
 }  # fmt: skip
 
 
@@ -89,7 +102,7 @@ def _add_config_flags(p: argparse.ArgumentParser, skip: set[str] = frozenset()) 
         else:
             kw["type"] = _field_type(f)
         if f.name == "method":
-            kw["choices"] = METHODS
+            kw["choices"] = list(METHODS)
         if default is not None and not isinstance(default, bool):
             kw["help"] += f" (default {default!r}, unless the method's recipe says otherwise)"
         p.add_argument(*names, **kw)
@@ -177,7 +190,11 @@ def make_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train",
         help="train a student with one of the methods",
-        description="Train a student. Recipes: " + "; ".join(f"{m}: {RECIPES[m] or 'CE only'}" for m in METHODS),
+        description="Train a student with one of these methods (each sets its recipe's options; flags override):\n"
+        + "\n".join(
+            f"  {m.name:13s} {m.summary}\n  {'':13s} recipe: {m.recipe or 'the defaults'}" for m in METHODS.values()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--config", help="YAML file of options (flags override it)")
     _add_config_flags(t)
@@ -187,7 +204,9 @@ def make_parser() -> argparse.ArgumentParser:
     tt.add_argument("--arch", default=None, help="teacher network (default: the config file's student, else resnet26)")
     _add_config_flags(tt, skip={"method", "student", "teacher", "pairs", "pool", "flow_reduction", "lambda_flow", "lambda_adv",
                                  "gan_loss", "kd_weight", "temperature", "at_beta", "two_stage", "stage1_epochs", "d_lr",
-                                 "d_betas", "d_hidden", "spectral_norm", "labelled_fraction", "ce_weight"})  # fmt: skip
+                                 "d_betas", "d_hidden", "spectral_norm", "labelled_fraction", "ce_weight", "flow_norm",
+                                 "flow_grad_ratio", "stage1_lr", "d_input", "d_noise", "d_r1", "d_every",
+                                 "probe_images"})  # fmt: skip
 
     e = sub.add_parser("evaluate", help="test accuracy of a model file or pretrained teacher")
     e.add_argument("--model", required=True, help="model file, training checkpoint, or pretrained name")
@@ -199,6 +218,9 @@ def make_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="the results table and plots from committed run logs")
     r.add_argument("--runs", default="results/cpu", help="folder of run folders (each with config.json, log.jsonl)")
     r.add_argument("--out", default=None, help="where to write table.md and plots (default: the runs folder)")
+    r.add_argument("--screen", action="store_true",
+                   help="a screen's table instead: validation accuracy only, by setting (folders <setting>-s<seed>), "
+                   "written to screen.md")  # fmt: skip
     return p
 
 
@@ -252,9 +274,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         elif args.command == "report":
-            from .report import make_report
+            from .report import make_report, screen_markdown, screen_rows
 
-            make_report(args.runs, args.out)
+            if args.screen:
+                rows = screen_rows(args.runs)
+                if not rows:
+                    raise FileNotFoundError(f"no complete run with validation accuracy below {args.runs}")
+                text = screen_markdown(rows)
+                Path(args.out or args.runs).mkdir(parents=True, exist_ok=True)
+                (Path(args.out or args.runs) / "screen.md").write_text(text)
+                print(text)
+            else:
+                make_report(args.runs, args.out)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m dfkd_lib {args.command}: error: {msg}", file=sys.stderr)

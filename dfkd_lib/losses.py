@@ -27,7 +27,11 @@ __all__ = [
     "GAN_LOSSES",
     "cross_entropy",
     "kd_loss",
+    "FLOW_NORMS",
     "flow_loss",
+    "flow_distances",
+    "teacher_flow_norms",
+    "r1_penalty",
     "attention_map",
     "at_loss",
     "discriminator_loss",
@@ -37,6 +41,7 @@ __all__ = [
 ]
 
 GAN_LOSSES = ("bce", "lsgan", "hinge")
+FLOW_NORMS = ("none", "teacher", "item")
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1) -> Tensor:
@@ -58,11 +63,18 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
 
 
-def flow_loss(teacher_flows: Sequence[Tensor], student_flows: Sequence[Tensor], reduction: str = "sum") -> Tensor:
-    """Euclidean flow loss summed over items (see the module docstring for the reduction).
+def flow_loss(
+    teacher_flows: Sequence[Tensor],
+    student_flows: Sequence[Tensor],
+    reduction: str = "sum",
+    norm: str = "none",
+    weights: Sequence[float] | Tensor | None = None,
+) -> Tensor:
+    """Euclidean flow loss summed over items (see the module docstring for ``reduction`` and ``norm``).
 
     Raises:
-        ValueError: if the lists differ in length or an item's matrices differ in shape.
+        ValueError: if the lists differ in length, an item's matrices differ in shape, or
+            ``norm="item"`` comes without one weight per item.
     """
     if len(teacher_flows) != len(student_flows):
         raise ValueError(f"{len(teacher_flows)} teacher flow items but {len(student_flows)} student items")
@@ -70,14 +82,42 @@ def flow_loss(teacher_flows: Sequence[Tensor], student_flows: Sequence[Tensor], 
         raise ValueError("no flow items given")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown reduction {reduction!r}; choose 'sum' or 'mean'")
+    if norm not in FLOW_NORMS:
+        raise ValueError(f"unknown flow norm {norm!r}; choose one of {FLOW_NORMS}")
+    if norm == "item" and (weights is None or len(weights) != len(teacher_flows)):
+        raise ValueError("norm='item' needs one weight per flow item")
     total = student_flows[0].new_zeros(())
     for k, (gt, gs) in enumerate(zip(teacher_flows, student_flows)):
         if gt.shape != gs.shape:
             raise ValueError(f"flow item {k}: teacher matrix {tuple(gt.shape)} but student matrix {tuple(gs.shape)}")
-        sq = (gt.detach().float() - gs.float()).pow(2).flatten(1)
+        gt = gt.detach().float()
+        sq = (gt - gs.float()).pow(2).flatten(1)
         per_example = sq.sum(1) if reduction == "sum" else sq.mean(1)
+        if norm == "teacher":  # relative squared error: sums on both sides, whatever the reduction
+            per_example = sq.sum(1) / gt.pow(2).flatten(1).sum(1).clamp_min(1e-12)
+        elif norm == "item":
+            per_example = per_example * float(weights[k])
         total = total + per_example.mean()
     return total
+
+
+@torch.no_grad()
+def flow_distances(teacher_flows: Sequence[Tensor], student_flows: Sequence[Tensor]) -> Tensor:
+    """Relative distance ``||G_T - G_S|| / ||G_T||`` of each item (Frobenius norms, batch mean):
+    0 when the student's flow equals the teacher's, about 1 or more for an unrelated one.
+    Returns a ``(K,)`` tensor, one value per item (what the training log calls ``flow_dist``)."""
+    out = []
+    for gt, gs in zip(teacher_flows, student_flows, strict=True):
+        gt, gs = gt.float().flatten(1), gs.float().flatten(1)
+        out.append(((gt - gs).norm(dim=1) / gt.norm(dim=1).clamp_min(1e-12)).mean())
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def teacher_flow_norms(teacher_flows: Sequence[Tensor]) -> Tensor:
+    """Root mean squared Frobenius norm of each teacher item over the batch, ``(K,)``: the scale
+    that ``norm="item"`` weights (as ``1 / norms**2``) and the discriminators' scaled inputs use."""
+    return torch.stack([g.float().flatten(1).pow(2).sum(1).mean().sqrt() for g in teacher_flows])
 
 
 def attention_map(f: Tensor) -> Tensor:
@@ -162,6 +202,20 @@ def discriminator_accuracy(
     return (real > thr).float().mean(), (fake < thr).float().mean()
 
 
+def r1_penalty(real_logits: Sequence[Tensor], real_inputs: Sequence[Tensor]) -> Tensor:
+    """Mescheder et al.'s R1 penalty summed over items: ``mean_b ||d D(x) / d x||^2`` on real inputs.
+
+    The inputs must have ``requires_grad`` set before the discriminators saw them; the penalty
+    keeps its graph so that the discriminators' backward pass includes it (weight it by
+    ``gamma / 2``).
+    """
+    total = real_logits[0].new_zeros(())
+    for logit, x in zip(real_logits, real_inputs, strict=True):
+        (grad,) = torch.autograd.grad(logit.sum(), x, create_graph=True)
+        total = total + grad.pow(2).flatten(1).sum(1).mean()
+    return total
+
+
 @torch.no_grad()
 def initial_flow_loss(
     teacher: CifarResNet,
@@ -174,9 +228,11 @@ def initial_flow_loss(
     """The unweighted flow loss between ``teacher`` and ``student`` on the batch ``x``.
 
     Measured on an untrained student, ``1 / initial_flow_loss(...)`` is a weight ``lambda_flow``
-    that makes the flow term start at 1 (the rule of method.md, section 6). The sum over items
-    grows with the number of items and their sizes, so a new teacher-student pair or pair set
-    needs its own weight.
+    that makes the flow term start at 1: the first version's rule. The sum over items grows with
+    the number of items and their sizes, so a new teacher-student pair or pair set needs its own
+    weight; and a term of value one can still have a gradient several times the cross-entropy's.
+    The second version's rule sets the weight from gradients instead (``TrainConfig.flow_grad_ratio``,
+    see :meth:`dfkd_lib.train._Run.flow_weight_by_gradients`).
     """
     from .flow import make_flow_plan
 

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .methods import METHODS
+
 __all__ = [
     "RunSummary",
     "GroupSummary",
@@ -32,14 +34,17 @@ __all__ = [
     "make_report",
 ]
 
-# Options that say where or how a run was made, not what it trains
-_BOOKKEEPING = {"seed", "out_dir", "resume", "device", "data_dir", "download"}
+# Options that say where or how a run was made, or what it logs, not what it trains
+_BOOKKEEPING = {"seed", "out_dir", "resume", "device", "data_dir", "download", "probe_images"}
 # Options that only matter while their term is switched on: (the term's weight, its options)
 _TERM_OPTIONS = (
     ("kd_weight", ("temperature",)),
-    ("lambda_adv", ("gan_loss", "d_lr", "d_betas", "d_hidden", "spectral_norm")),
-)
+    ("lambda_adv", ("gan_loss", "d_lr", "d_betas", "d_hidden", "spectral_norm", "d_input", "d_noise", "d_r1",
+                    "d_every")),
+    ("two_stage", ("stage1_epochs", "stage1_lr")),
+)  # fmt: skip
 _FLOW_OPTIONS = ("pairs", "pool", "flow_reduction")  # used by the flow and the adversarial terms
+_FLOW_TERM_OPTIONS = ("flow_norm", "flow_grad_ratio")  # used by the flow term only
 
 
 def run_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +61,13 @@ def run_options(config: dict[str, Any]) -> dict[str, Any]:
         if not opts.get(weight):
             for k in keys:
                 opts.pop(k, None)
-    if not opts.get("lambda_flow") and not opts.get("lambda_adv"):
+    flow_on = bool(opts.get("lambda_flow") or opts.get("flow_grad_ratio"))
+    if opts.get("flow_grad_ratio"):  # the rule sets the weight; the configured one is not used
+        opts.pop("lambda_flow", None)
+    if not flow_on:
+        for k in _FLOW_TERM_OPTIONS:
+            opts.pop(k, None)
+    if not flow_on and not opts.get("lambda_adv"):
         for k in _FLOW_OPTIONS:
             opts.pop(k, None)
     if opts.get("dataset") != "synthetic":
@@ -82,6 +93,8 @@ class RunSummary:
     chosen_on_val: float | None
     curve: list[float]
     options: dict[str, Any] = field(default_factory=dict)  # run_options of its config
+    val_last: float | None = None  # validation accuracy at the last epoch
+    val_best: float | None = None  # best validation accuracy of any epoch
 
     @property
     def complete(self) -> bool:
@@ -106,6 +119,8 @@ class GroupSummary:
     val_std: float | None
     setting: str = ""
     paths: list[str] = field(default_factory=list)  # the run folders averaged
+    val_last_mean: float | None = None  # validation accuracy at the last epoch, mean and std over seeds
+    val_last_std: float | None = None
 
 
 def stopped_runs(root: str | Path) -> dict[str, dict[str, Any]]:
@@ -128,10 +143,11 @@ def load_runs(root: str | Path) -> list[RunSummary]:
         if not log:
             continue
         test = [r["test_acc"] for r in log]
-        chosen = None
+        chosen = val_last = val_best = None
         if all("val_acc" in r for r in log):
             best_val = max(range(len(log)), key=lambda i: (log[i]["val_acc"], i))
             chosen = test[best_val]
+            val_last, val_best = log[-1]["val_acc"], log[best_val]["val_acc"]
         runs.append(
             RunSummary(
                 str(cfg_path.parent),
@@ -142,15 +158,27 @@ def load_runs(root: str | Path) -> list[RunSummary]:
                 cfg["dataset"],
                 cfg["seed"],
                 len(log),
-                cfg["epochs"],
+                planned_epochs(cfg),
                 test[-1],
                 max(test),
                 chosen,
                 test,
                 run_options(cfg),
+                val_last,
+                val_best,
             )  # fmt: skip
         )
     return runs
+
+
+def planned_epochs(config: dict[str, Any]) -> int:
+    """Every epoch a run's ``config.json`` plans. Since the engine learnt equal budgets (its configs
+    have ``stage1_lr``), a two-stage run's flow-only stage comes on top of ``epochs``; before, it
+    was a third of them."""
+    if config.get("two_stage") and "stage1_lr" in config:
+        stage1 = config.get("stage1_epochs") or max(1, config["epochs"] // 3)
+        return config["epochs"] + stage1
+    return config["epochs"]
 
 
 def _label(method: str, fraction: float) -> str:
@@ -195,10 +223,12 @@ def summarise(runs: list[RunSummary], complete_only: bool = True) -> list[GroupS
         bm, bs = _mean_std([r.best for r in rs])
         vals = [r.chosen_on_val for r in rs if r.chosen_on_val is not None]
         vm, vs = _mean_std(vals) if len(vals) == len(rs) else (None, None)
+        vl = [r.val_last for r in rs if r.val_last is not None]
+        vlm, vls = _mean_std(vl) if vl and len(vl) == len(rs) else (None, None)
         seeds = sorted(r.seed for r in rs)
         paths = [r.path for r in rs]
-        out.append(GroupSummary(label, method, frac, len(rs), seeds, lm, ls, bm, bs, vm, vs, setting, paths))
-    order = ["scratch", "kd", "at", "fsp", "dense", "adv", "adv-dense"]
+        out.append(GroupSummary(label, method, frac, len(rs), seeds, lm, ls, bm, bs, vm, vs, setting, paths, vlm, vls))
+    order = list(METHODS)
     out.sort(
         key=lambda g: (g.setting, g.labelled_fraction < 1, order.index(g.method) if g.method in order else 99, g.label)
     )
@@ -332,3 +362,72 @@ def _plots(runs: list[RunSummary], groups: list[GroupSummary], out: Path) -> Non
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=130)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Screens: short runs that choose settings, judged on the validation split only
+
+
+@dataclass
+class ScreenRow:
+    """One setting of a screen (its run folders ``<setting>-s<seed>``), validation numbers only."""
+
+    setting: str
+    method: str
+    seeds: list[int]
+    val_last_mean: float
+    val_last_std: float
+    val_best_mean: float
+    train_last_mean: float
+    flow_dist: float | None  # mean over items of the last epoch's relative flow distance, seed mean
+    d_acc_range: tuple[float, float] | None  # lowest and highest epoch mean of (real + fake) / 2
+    adv_moves: float | None  # the adversarial term's relative change from first to last epoch
+    lambda_flow: float | None
+
+
+def screen_rows(root: str | Path) -> list[ScreenRow]:
+    """The complete runs below ``root`` grouped by setting (the folder name without ``-s<seed>``)."""
+    import re
+
+    by: dict[str, list[tuple[RunSummary, list[dict[str, Any]]]]] = {}
+    for r in load_runs(root):
+        if not r.complete or r.val_last is None:
+            continue
+        log = [json.loads(x) for x in (Path(r.path) / "log.jsonl").read_text().splitlines() if x.strip()]
+        by.setdefault(re.sub(r"-s\d+$", "", Path(r.path).name), []).append((r, log))
+    rows = []
+    for setting, runs in by.items():
+        logs = [log for _, log in runs]
+        last = [log[-1] for log in logs]
+        dists = [statistics.fmean(rec["flow_dist"]) for rec in last if "flow_dist" in rec]
+        d_acc = [(rec["d_acc_real"] + rec["d_acc_fake"]) / 2 for log in logs for rec in log if "d_acc_real" in rec]
+        moves = [abs(log[-1]["loss_adv"] - log[0]["loss_adv"]) / max(abs(log[0]["loss_adv"]), 1e-12)
+                 for log in logs if "loss_adv" in log[0] and "loss_adv" in log[-1]]  # fmt: skip
+        lam = [rec["lambda_flow"] for rec in last if "lambda_flow" in rec]
+        vm, vs = _mean_std([r.val_last for r, _ in runs])
+        rows.append(ScreenRow(
+            setting, runs[0][0].method, sorted(r.seed for r, _ in runs), vm, vs,
+            statistics.fmean(r.val_best for r, _ in runs), statistics.fmean(rec["train_acc"] for rec in last),
+            statistics.fmean(dists) if dists else None, (min(d_acc), max(d_acc)) if d_acc else None,
+            statistics.fmean(moves) if moves else None, statistics.fmean(lam) if lam else None,
+        ))  # fmt: skip
+    order = list(METHODS)
+    rows.sort(key=lambda row: (order.index(row.method) if row.method in order else 99, row.setting))
+    return rows
+
+
+def screen_markdown(rows: list[ScreenRow]) -> str:
+    """The screen's table: validation accuracy (last epoch, mean ± std over seeds; best epoch),
+    last-epoch training accuracy, flow distance, discriminator accuracy range and lambda_flow used."""
+    lines = ["| setting | seeds | val, last epoch | val, best epoch | train | flow dist | D acc (min-max) | adv moved "
+             "| lambda_flow |", "| --- " * 9 + "|"]  # fmt: skip
+    for r in rows:
+        dacc = f"{r.d_acc_range[0]:.0f}-{r.d_acc_range[1]:.0f} %" if r.d_acc_range else "-"
+        lines.append(
+            f"| {r.setting} | {len(r.seeds)} | {_fmt(r.val_last_mean, r.val_last_std, len(r.seeds))} "
+            f"| {r.val_best_mean:.2f} | {r.train_last_mean:.2f} "
+            f"| {'-' if r.flow_dist is None else f'{r.flow_dist:.3f}'} | {dacc} "
+            f"| {'-' if r.adv_moves is None else f'{100 * r.adv_moves:.0f} %'} "
+            f"| {'-' if r.lambda_flow is None else f'{r.lambda_flow:.3g}'} |"
+        )
+    return "\n".join(lines) + "\n"

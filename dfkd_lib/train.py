@@ -1,21 +1,19 @@
 """The training engine: one function, :func:`train`, runs every method.
 
-Methods (each a named recipe; see :data:`RECIPES` for the defaults it sets):
+The methods are defined in :mod:`dfkd_lib.methods` (each one names its loss terms and its recipe);
+:data:`METHODS` and :data:`RECIPES` are re-exported here.
 
-==============  ==========================================================================
-``scratch``     cross-entropy only (also how teachers are trained)
-``kd``          Hinton et al.: ``ce_weight * CE + kd_weight * T^2 KL``
-``at``          attention transfer on the stage outputs: ``CE + at_beta / 2 * AT``
-``fsp``         Yim et al.: sparse pairs, two stages (flow loss only, then CE only)
-``dense``       dense flow, L2, joint: ``CE + lambda_flow * flow``
-``adv``         discriminators on the dense flow, no L2: ``CE + lambda_adv * adversarial``
-``adv-dense``   the full objective: ``CE + lambda_flow * flow + lambda_adv * adversarial``
-==============  ==========================================================================
+On every batch of a method with discriminators, a discriminator step comes first (teacher flows
+real, detached student flows fake; every ``d_every`` batches), then one student step. The teacher
+is frozen and in eval mode. With a labelled fraction below 1, cross-entropy uses only the labelled
+images of a batch and all other terms use every image. A two-stage run (Yim et al.) first trains
+``stage1_epochs`` epochs on the flow terms alone at ``stage1_lr``, then the ``epochs`` epochs of
+cross-entropy that a one-stage run has: its cross-entropy budget equals scratch's.
 
-On every batch of a method with discriminators, one discriminator step comes first (teacher
-flows real, detached student flows fake), then one student step. The teacher is frozen and in
-eval mode. With a labelled fraction below 1, cross-entropy uses only the labelled images of a
-batch and all other terms use every image.
+Whenever a run has a teacher (``teacher`` may be given to ``scratch`` too, as a probe), every
+epoch also logs the relative distance of each flow item between teacher and student on fixed
+validation images (``flow_dist``, no gradient): the control that says how much of the distance a
+method closes beyond what cross-entropy alone does.
 
 Each epoch appends one JSON line to ``log.jsonl`` and atomically rewrites ``checkpoint.pt``;
 ``resume=True`` continues from it and gives the same result as an uninterrupted run.
@@ -44,6 +42,7 @@ from .checkpoint import CheckpointError, atomic_save, safe_load, save_model
 from .data import Loaders, get_loaders, make_synthetic
 from .discriminators import FlowDiscriminators
 from .flow import FlowPlan, make_flow_plan
+from .methods import METHODS, RECIPES, get_method
 from .models import CifarResNet, model_from_name
 
 __all__ = [
@@ -58,28 +57,7 @@ __all__ = [
     "train",
 ]
 
-METHODS = ("scratch", "kd", "at", "fsp", "dense", "adv", "adv-dense")
-
-# The adversarial settings of ``adv`` and ``adv-dense`` (see the comment in RECIPES)
-_ADV: dict[str, Any] = {"lambda_adv": 0.01, "spectral_norm": True, "d_hidden": (64, 32)}
-
-#: What each method sets on top of the :class:`TrainConfig` defaults.
-RECIPES: dict[str, dict[str, Any]] = {
-    "scratch": {},
-    "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0},
-    "at": {"at_beta": 1000.0},
-    "fsp": {"pairs": "sparse", "two_stage": True, "lambda_flow": 1e-3},
-    "dense": {"pairs": "dense", "lambda_flow": 5e-4},
-    # lambda_adv, spectral_norm and d_hidden were chosen on the validation split (scripts/adv_search.sh,
-    # results/adv-search): lambda_adv = 0.1, which makes the term start at order one, made the
-    # student collapse to chance accuracy; of the settings tried, lambda_adv = 0.01 with spectral
-    # normalisation and 64 x 32 hidden units ended highest on validation
-    "adv": {"pairs": "dense", "lambda_flow": 0.0, **_ADV},
-    "adv-dense": {"pairs": "dense", "lambda_flow": 5e-4, **_ADV},
-}
-_NEEDS_TEACHER = {"kd", "at", "fsp", "dense", "adv", "adv-dense"}
-_USES_FLOW = {"fsp", "dense", "adv", "adv-dense"}
-_USES_ADV = {"adv", "adv-dense"}
+D_INPUTS = ("raw", "scaled", "unit")
 
 
 @dataclass
@@ -104,7 +82,9 @@ class TrainConfig:
     pairs: str | list = "dense"
     pool: str = "max"
     flow_reduction: str = "sum"
+    flow_norm: str = "none"  # none, teacher (relative error of each example) or item (a fixed weight per item)
     lambda_flow: float = 0.0
+    flow_grad_ratio: float | None = None  # if set, lambda_flow is chosen at the start by the gradient rule
     lambda_adv: float = 0.0
     gan_loss: str = "bce"
     ce_weight: float = 1.0
@@ -112,12 +92,18 @@ class TrainConfig:
     temperature: float = 4.0
     at_beta: float = 0.0
     two_stage: bool = False
-    stage1_epochs: int | None = None  # two-stage: epochs of stage 1 (default a third)
+    stage1_epochs: int | None = None  # two-stage: flow-only epochs before the `epochs` (default a third of them)
+    stage1_lr: float = 0.01  # two-stage: peak learning rate of stage 1 (Yim et al.: a small one)
     # discriminators
     d_lr: float = 2e-4
     d_betas: tuple[float, float] = (0.5, 0.999)
     d_hidden: tuple[int, ...] = (64, 32)
     spectral_norm: bool = False
+    d_input: str = "raw"  # raw, scaled (each item over the teacher's mean norm) or unit (each matrix over its norm)
+    d_noise: float = 0.0  # instance noise, relative to an item's scale, annealed linearly to 0 over the run
+    d_r1: float = 0.0  # R1 penalty weight gamma (the discriminators' loss adds gamma / 2 * R1)
+    d_every: int = 1  # one discriminator step every d_every student steps
+    probe_images: int = 1000  # validation images on which flow distances are logged every epoch (0: none)
     # data
     labelled_fraction: float = 1.0
     val_size: int = 5000
@@ -136,7 +122,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid option."""
         checks = [
-            (self.method in METHODS, "method", f"one of {METHODS}"),
+            (self.method in METHODS, "method", f"one of {', '.join(METHODS)}"),
             (self.epochs >= 1, "epochs", "at least 1"),
             (self.batch_size >= 1, "batch_size", "at least 1"),
             (self.lr > 0, "lr", "positive"),
@@ -144,6 +130,13 @@ class TrainConfig:
             (self.pool in ("max", "avg"), "pool", "'max' or 'avg'"),
             (self.gan_loss in L.GAN_LOSSES, "gan_loss", f"one of {L.GAN_LOSSES}"),
             (self.flow_reduction in ("sum", "mean"), "flow_reduction", "'sum' or 'mean'"),
+            (self.flow_norm in L.FLOW_NORMS, "flow_norm", f"one of {L.FLOW_NORMS}"),
+            (self.flow_grad_ratio is None or self.flow_grad_ratio > 0, "flow_grad_ratio", "positive"),
+            (self.stage1_lr > 0, "stage1_lr", "positive"),
+            (self.d_input in D_INPUTS, "d_input", f"one of {D_INPUTS}"),
+            (self.d_noise >= 0 and self.d_r1 >= 0, "d_noise/d_r1", "non-negative"),
+            (self.d_every >= 1, "d_every", "at least 1"),
+            (self.probe_images >= 0, "probe_images", "non-negative"),
             (0 < self.labelled_fraction <= 1, "labelled_fraction", "in (0, 1]"),
             (self.lambda_flow >= 0 and self.lambda_adv >= 0, "lambda_flow/lambda_adv", "non-negative"),
             (self.momentum >= 0 and self.momentum < 1, "momentum", "in [0, 1)"),
@@ -164,27 +157,32 @@ class TrainConfig:
         for ok, name, what in checks:
             if not ok:
                 raise ValueError(f"invalid {name}: {getattr(self, name.split('/')[0], '')!r} (must be {what})")
-        if self.method in _NEEDS_TEACHER and not self.teacher:
+        method = get_method(self.method)
+        if method.needs_teacher and not self.teacher:
             raise ValueError(f"method {self.method!r} needs a teacher (a model file or a pretrained name)")
         if self.two_stage:
-            stage1_terms = (
-                (self.method == "kd" and self.kd_weight > 0)
-                or (self.method == "at" and self.at_beta > 0)
-                or (self.method in _USES_FLOW and self.lambda_flow > 0)
-                or (self.method in _USES_ADV and self.lambda_adv > 0)
-            )
-            if not stage1_terms:
+            weights = {"kd": self.kd_weight, "at": self.at_beta, "flow": self.lambda_flow, "adv": self.lambda_adv}
+            if self.flow_grad_ratio is not None:
+                weights["flow"] = self.flow_grad_ratio
+            if not any(weights.get(t, 0) > 0 for t in method.terms):
                 raise ValueError(
                     f"invalid two_stage: method {self.method!r} with these weights has no term for stage 1 "
                     "(which trains everything but the cross-entropy)"
                 )
-            if self.stage1_epochs is None:
-                if self.epochs < 2:
-                    raise ValueError(f"invalid epochs: {self.epochs} (a two-stage run needs at least 2)")
-            elif not 1 <= self.stage1_epochs < self.epochs:
-                raise ValueError(
-                    f"invalid stage1_epochs: {self.stage1_epochs} (must be in [1, epochs) with epochs={self.epochs})"
-                )
+            if self.stage1_epochs is not None and self.stage1_epochs < 1:
+                raise ValueError(f"invalid stage1_epochs: {self.stage1_epochs} (must be at least 1)")
+
+    @property
+    def stage1(self) -> int:
+        """Epochs of stage 1 of a two-stage run (0 for a one-stage run)."""
+        if not self.two_stage:
+            return 0
+        return self.stage1_epochs if self.stage1_epochs is not None else max(1, self.epochs // 3)
+
+    @property
+    def total_epochs(self) -> int:
+        """Every epoch the run trains: a two-stage run's stage 1 comes on top of ``epochs``."""
+        return self.stage1 + self.epochs
 
     def to_dict(self) -> dict[str, Any]:
         """Every option, tuples as lists (as ``config.json`` and checkpoints store them)."""
@@ -194,8 +192,7 @@ class TrainConfig:
 
 def config_for(method: str, **overrides: Any) -> TrainConfig:
     """A :class:`TrainConfig` with the method's recipe applied, then ``overrides``."""
-    if method not in RECIPES:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    get_method(method)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(overrides) - fields)
     if bad:
@@ -345,11 +342,12 @@ class _Run:
         self.loaders = loaders
         n_cls = loaders.num_classes
 
-        # networks
+        # networks: what the method's terms need (a teacher given to scratch or kd is a flow probe)
+        self.method = get_method(cfg.method)
         mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.student = model_from_name(cfg.student, n_cls).to(self.device, memory_format=mf)
         self.teacher = None
-        if cfg.method in _NEEDS_TEACHER:
+        if self.method.needs_teacher or teacher is not None or cfg.teacher:
             if teacher is None:
                 teacher = _load_teacher(cfg.teacher, n_cls, self.device)
             elif getattr(teacher, "num_classes", n_cls) != n_cls:
@@ -358,15 +356,13 @@ class _Run:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         self.plan = None
-        if cfg.method in _USES_FLOW:
+        if self.teacher is not None and (self.method.uses_flow or cfg.probe_images > 0):
             self.plan = make_flow_plan(self.teacher, self.student, cfg.pairs, cfg.pool)
         self.at_taps = None
-        if cfg.method == "at":
-            s_ends = _stage_ends(self.student)
-            t_ends = _stage_ends(self.teacher)
-            self.at_taps = (t_ends, s_ends)
+        if "at" in self.method.terms:
+            self.at_taps = (_stage_ends(self.teacher), _stage_ends(self.student))
         self.disc = None
-        if cfg.method in _USES_ADV:
+        if self.method.uses_adv:
             self.disc = FlowDiscriminators(self.plan.shapes, cfg.d_hidden, cfg.spectral_norm).to(self.device)
         self.model = self.student
         if self.world > 1:
@@ -391,28 +387,100 @@ class _Run:
                 f"invalid batch_size: {loaders.train.batch_size} (larger than the {loaders.train.num_samples} "
                 "training images of this process: an epoch would have no step)"
             )
-        self.stage1 = (cfg.stage1_epochs or max(1, cfg.epochs // 3)) if cfg.two_stage else 0
+        self.stage1 = cfg.stage1
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.out = Path(cfg.out_dir) if cfg.out_dir else None
         self.where = (0, 0)  # (epoch, step) being trained, for error messages
+        self.d_steps = 0  # student steps taken, for d_every
+        # measured at the start (see calibrate), kept in the checkpoint
+        self.lambda_flow = cfg.lambda_flow
+        self.item_scale: Tensor | None = None  # each teacher item's RMS norm
 
     # ---------------------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
-        """LR multiplier at optimiser step ``step``; a two-stage run restarts it at stage 2."""
+        """LR multiplier at optimiser step ``step``: stage 1 of a two-stage run follows the same
+        schedule shape at ``stage1_lr``, then stage 2 restarts it for the ``epochs`` of scratch."""
         spe, cfg = self.steps_per_epoch, self.cfg
-        start, length = (0, self.stage1) if step < self.stage1 * spe else (self.stage1, cfg.epochs - self.stage1)
+        if step < self.stage1 * spe:
+            start, length, peak = 0, self.stage1, cfg.stage1_lr / cfg.lr
+        else:
+            start, length, peak = self.stage1, cfg.epochs, 1.0
         t = (step - start * spe) / max(1, length * spe)
         if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-        return 0.1 ** sum(t >= m for m in cfg.milestones)
+            return peak * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        return peak * 0.1 ** sum(t >= m for m in cfg.milestones)
 
     def stage(self, epoch: int) -> int:
         """1 or 2 in a two-stage run, 0 in a joint one."""
         if not self.cfg.two_stage:
             return 0
         return 1 if epoch < self.stage1 else 2
+
+    # ---------------------------------------------------------------------------------------
+    def _first_batches(self, n: int) -> list[tuple[Tensor, Tensor]]:
+        """The first ``n`` training batches of epoch 0 (the loader draws from its own generator,
+        so this changes nothing that training sees)."""
+        loader = self.loaders.train
+        loader.set_epoch(0)
+        return [b for _, b in zip(range(n), loader)]
+
+    def _mean_over_ranks(self, t: Tensor) -> Tensor:
+        if self.world > 1:
+            t = t.clone()
+            dist.all_reduce(t)
+            t /= self.world
+        return t
+
+    def calibrate(self) -> None:
+        """Measure, before the first step, what the options ask to be measured: each teacher item's
+        scale (``flow_norm="item"``, ``d_input="scaled"``, ``d_noise``) and ``lambda_flow`` by the
+        gradient rule (``flow_grad_ratio``). Uses the first training batches; changes no weight."""
+        cfg = self.cfg
+        need_scale = self.plan is not None and (
+            cfg.flow_norm == "item" or (self.disc is not None and (cfg.d_input == "scaled" or cfg.d_noise > 0))
+        )
+        need_lambda = cfg.flow_grad_ratio is not None and "flow" in self.method.terms
+        if not (need_scale or need_lambda):
+            return
+        batches = self._first_batches(4)
+        if need_scale:
+            with torch.no_grad(), self._autocast():
+                sq = [self.teacher(x, return_taps=True)[1] for x, _ in batches]
+            with self._no_autocast():
+                norms = [L.teacher_flow_norms(self.plan.teacher_flows([t.float() for t in taps])) for taps in sq]
+            self.item_scale = self._mean_over_ranks(torch.stack(norms).pow(2).mean(0)).sqrt()
+        if need_lambda:
+            self.lambda_flow = self.flow_weight_by_gradients(batches, cfg.flow_grad_ratio)
+
+    def flow_weight_by_gradients(self, batches: list[tuple[Tensor, Tensor]], ratio: float) -> float:
+        """The rule for ``lambda_flow``: the weight at which the flow term's gradient is ``ratio``
+        times the gradient of the supervised terms (``ce_weight * CE`` plus ``kd_weight * KD`` where
+        the method has it), both with respect to the student's weights, at the start of training,
+        with the student in train mode, on ``batches`` (norms averaged over them). A copy of the
+        student is used, so nothing of the run changes."""
+        import copy
+
+        student = copy.deepcopy(self.student).train()
+        params = [p for p in student.parameters() if p.requires_grad]
+        task_norm, flow_norm = [], []
+        for x, y in batches:
+            with torch.no_grad(), self._autocast():
+                t_logits, t_taps = self.teacher(x, return_taps=True)
+            with self._autocast():
+                logits, s_taps = student(x, return_taps=True)
+            task = self.cfg.ce_weight * L.cross_entropy(logits.float(), y)
+            if "kd" in self.method.terms:
+                task = task + self.cfg.kd_weight * L.kd_loss(logits.float(), t_logits.float(), self.cfg.temperature)
+            flow = self.flow_term(t_taps, s_taps, weight=1.0)
+            g_task = torch.autograd.grad(task, params, retain_graph=True, allow_unused=True)
+            g_flow = torch.autograd.grad(flow, params, allow_unused=True)
+            task_norm.append(torch.sqrt(sum(g.pow(2).sum() for g in g_task if g is not None)))
+            flow_norm.append(torch.sqrt(sum(g.pow(2).sum() for g in g_flow if g is not None)))
+        task_n = self._mean_over_ranks(torch.stack(task_norm).mean())
+        flow_n = self._mean_over_ranks(torch.stack(flow_norm).mean())
+        return float(ratio * task_n / flow_n.clamp_min(1e-12))
 
     def state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -430,6 +498,9 @@ class _Run:
             "scaler_d": self.scaler_d.state_dict(),
             "rng": _rng_state(),
             "history": self.history,
+            "lambda_flow": self.lambda_flow,
+            "item_scale": self.item_scale,
+            "d_steps": self.d_steps,
         }
 
     def try_resume(self) -> None:
@@ -456,6 +527,9 @@ class _Run:
             if saved:  # empty when the run was made without fp16 (say on a CPU), then resumed with it
                 scaler.load_state_dict(saved)
         _set_rng_state(ck["rng"])
+        self.lambda_flow = ck.get("lambda_flow", self.cfg.lambda_flow)
+        self.item_scale = ck.get("item_scale")
+        self.d_steps = ck.get("d_steps", 0)
         self.start_epoch = ck["epoch"] + 1
         self.history = list(ck["history"])
         # the log may hold a line written after the checkpoint was: keep what the checkpoint knows
@@ -475,27 +549,109 @@ class _Run:
         return torch.autocast(self.device.type, enabled=False)
 
     def flags(self, stage: int) -> dict[str, bool]:
-        """Which loss terms are active in a stage (0 joint, 1 and 2 of a two-stage run)."""
-        cfg = self.cfg
-        f = {
-            "ce": stage != 1 and cfg.ce_weight > 0,
-            "kd": cfg.method == "kd" and cfg.kd_weight > 0,
-            "at": self.at_taps is not None and cfg.at_beta > 0,
-            "flow": self.plan is not None and cfg.lambda_flow > 0 and stage != 2,
-            "adv": self.disc is not None and cfg.lambda_adv > 0 and stage != 2,
-        }
+        """Which loss terms are active in a stage (0 joint, 1 and 2 of a two-stage run): the
+        method's terms whose weight is positive; stage 1 drops cross-entropy, stage 2 the flow and
+        adversarial terms."""
+        cfg, terms = self.cfg, self.method.terms
+        weight = {"ce": cfg.ce_weight, "kd": cfg.kd_weight, "at": cfg.at_beta, "flow": self.lambda_flow,
+                  "adv": cfg.lambda_adv}  # fmt: skip
+        f = {t: t in terms and weight[t] > 0 for t in weight}
+        f["ce"] = f["ce"] and stage != 1
+        f["flow"] = f["flow"] and stage != 2
+        f["adv"] = f["adv"] and stage != 2
         f["taps"] = f["flow"] or f["adv"] or f["at"]
         f["teacher"] = self.teacher is not None and (f["kd"] or f["taps"])
         return f
 
+    def flow_term(self, t_taps: list[Tensor], s_taps: list[Tensor], weight: float | None = None) -> Tensor:
+        """``lambda_flow`` (or ``weight``) times the flow loss of the two networks' taps."""
+        g_t, g_s = self._flows(t_taps, s_taps)
+        return self._flow_loss(g_t, g_s, self.lambda_flow if weight is None else weight)
+
+    def _flows(self, t_taps: list[Tensor], s_taps: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        with self._no_autocast():  # Gram products in float32 whatever the taps were computed in
+            return self.plan.teacher_flows([t.float() for t in t_taps]), self.plan.student_flows(
+                [s.float() for s in s_taps]
+            )
+
+    def _flow_loss(self, g_t: list[Tensor], g_s: list[Tensor], weight: float) -> Tensor:
+        weights = None if self.item_scale is None else (1.0 / self.item_scale.pow(2)).tolist()
+        return weight * L.flow_loss(g_t, g_s, self.cfg.flow_reduction, self.cfg.flow_norm, weights)
+
+    def disc_inputs(self, flows: list[Tensor], noise: bool = True) -> list[Tensor]:
+        """What the discriminators see of flows: raw, scaled by each teacher item's norm, or each
+        matrix over its own norm (``d_input``), plus annealed instance noise (``d_noise``)."""
+        cfg = self.cfg
+        if cfg.d_input == "scaled":
+            flows = [g / s for g, s in zip(flows, self.item_scale)]
+        elif cfg.d_input == "unit":
+            flows = [g / g.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None] for g in flows]
+        sigma = self.noise_level()
+        if noise and sigma > 0:
+            scales = self.item_scale.tolist() if cfg.d_input == "raw" else [1.0] * len(flows)
+            flows = [g + torch.randn_like(g) * (sigma * s / math.sqrt(g[0].numel())) for g, s in zip(flows, scales)]
+        return flows
+
+    def noise_level(self) -> float:
+        """The instance noise's level now: ``d_noise`` at the start, falling linearly to 0 at the end
+        of the adversarial part of the run."""
+        if self.cfg.d_noise == 0:
+            return 0.0
+        total = (self.stage1 if self.cfg.two_stage else self.cfg.epochs) * self.steps_per_epoch
+        return self.cfg.d_noise * max(0.0, 1.0 - self.d_steps / max(1, total))
+
+    def discriminator_step(self, g_t: list[Tensor], g_s: list[Tensor]) -> dict[str, Tensor]:
+        """One step of the discriminators: teacher flows real, detached student flows fake (plus
+        ``d_r1 / 2`` times the R1 penalty on the real ones). Returns the loss and the accuracies."""
+        cfg = self.cfg
+        real_in = self.disc_inputs([g.detach() for g in g_t])
+        fake_in = self.disc_inputs([g.detach() for g in g_s])
+        if cfg.d_r1 > 0:
+            real_in = [g.requires_grad_(True) for g in real_in]
+        real, fake = self.disc(real_in), self.disc(fake_in)
+        d_loss = L.discriminator_loss(real, fake, cfg.gan_loss)
+        if cfg.d_r1 > 0:
+            d_loss = d_loss + cfg.d_r1 / 2 * L.r1_penalty(real, real_in)
+        self._check({"d_loss": d_loss})
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler_d.scale(d_loss).backward()
+        if self.world > 1:
+            for p in self.disc.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
+        acc_real, acc_fake = L.discriminator_accuracy(real, fake, cfg.gan_loss)
+        logit_real = torch.cat([r.detach().flatten() for r in real]).mean()
+        logit_fake = torch.cat([f.detach().flatten() for f in fake]).mean()
+        return {"d_loss": d_loss.detach(), "d_acc_real": acc_real, "d_acc_fake": acc_fake,
+                "d_logit_real": logit_real, "d_logit_fake": logit_fake}  # fmt: skip
+
+    def adversarial_term(self, g_s: list[Tensor]) -> Tensor:
+        """``lambda_adv`` times the student's loss against the discriminators (their weights frozen,
+        so that the student's backward pass computes no gradient for them)."""
+        self.disc.requires_grad_(False)
+        loss = self.cfg.lambda_adv * L.generator_loss(self.disc(self.disc_inputs(g_s)), self.cfg.gan_loss)
+        self.disc.requires_grad_(True)
+        return loss
+
+    def student_step(self, terms: dict[str, Tensor]) -> None:
+        """Check the terms, then one backward pass of their sum and one optimiser and schedule step."""
+        self._check(terms)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(sum(terms.values())).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+
     def train_step(self, x: Tensor, y: Tensor, flags: dict[str, bool]) -> tuple[dict[str, Tensor], Tensor]:
         """One optimisation step on a batch: a discriminator step first when there is an
-        adversarial term, then the student's. Returns the detached loss terms (with the
-        discriminators' loss and accuracies under ``d_loss``, ``d_acc_real``, ``d_acc_fake``)
-        and the student's logits. Raises :class:`NonFiniteLossError` on NaN or infinity."""
+        adversarial term (every ``d_every`` steps), then the student's. Returns the detached loss
+        terms (with the discriminators' loss, accuracies and mean logits under ``d_loss``,
+        ``d_acc_real``, ``d_acc_fake``, ``d_logit_real``, ``d_logit_fake``) and the student's logits.
+        Raises :class:`NonFiniteLossError` on NaN or infinity."""
         cfg = self.cfg
-        terms: dict[str, Tensor] = {}
-        extra: dict[str, Tensor] = {}
         t_logits = t_taps = None
         if flags["teacher"]:
             with torch.no_grad(), self._autocast():
@@ -503,6 +659,8 @@ class _Run:
         with self._autocast():
             out = self.model(x, return_taps=flags["taps"])
         logits, s_taps = out if flags["taps"] else (out, None)
+
+        terms: dict[str, Tensor] = {}
         if flags["ce"]:
             terms["ce"] = cfg.ce_weight * L.cross_entropy(logits.float(), y)
         if flags["kd"]:
@@ -510,42 +668,42 @@ class _Run:
         if flags["at"]:
             t_ends, s_ends = self.at_taps
             terms["at"] = cfg.at_beta / 2 * L.at_loss([t_taps[i] for i in t_ends], [s_taps[i] for i in s_ends])
+        extra: dict[str, Tensor] = {}
         if flags["flow"] or flags["adv"]:
-            with self._no_autocast():
-                g_t = self.plan.teacher_flows([t.float() for t in t_taps])
-                g_s = self.plan.student_flows([s.float() for s in s_taps])
+            g_t, g_s = self._flows(t_taps, s_taps)
         if flags["flow"]:
-            terms["flow"] = cfg.lambda_flow * L.flow_loss(g_t, g_s, cfg.flow_reduction)
+            terms["flow"] = self._flow_loss(g_t, g_s, self.lambda_flow)
         if flags["adv"]:
-            # 1) discriminator step: teacher flows are real, (detached) student flows fake
-            real = self.disc(g_t)
-            fake = self.disc([g.detach() for g in g_s])
-            d_loss = L.discriminator_loss(real, fake, cfg.gan_loss)
-            self._check({"d_loss": d_loss})
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler_d.scale(d_loss).backward()
-            if self.world > 1:
-                for p in self.disc.parameters():
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-                        p.grad /= self.world
-            self.scaler_d.step(self.opt_d)
-            self.scaler_d.update()
-            extra["d_loss"] = d_loss.detach()
-            extra["d_acc_real"], extra["d_acc_fake"] = L.discriminator_accuracy(real, fake, cfg.gan_loss)
-            # 2) the student's adversarial term, against the updated discriminators (their
-            # weights frozen, so that the student's backward pass computes no gradient for them)
-            self.disc.requires_grad_(False)
-            terms["adv"] = cfg.lambda_adv * L.generator_loss(self.disc(g_s), cfg.gan_loss)
-            self.disc.requires_grad_(True)
-        total = sum(terms.values())
-        self._check(terms)
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        self.sched.step()
+            if self.d_steps % cfg.d_every == 0:
+                extra = self.discriminator_step(g_t, g_s)
+            terms["adv"] = self.adversarial_term(g_s)
+        self.student_step(terms)
+        self.d_steps += 1
         return {**{k: v.detach() for k, v in terms.items()}, **extra}, logits.detach()
+
+    @torch.no_grad()
+    def flow_probe(self) -> list[float] | None:
+        """Each flow item's relative distance (teacher vs the student in eval mode) on the first
+        ``probe_images`` validation images (test images if there is no validation split): what the
+        log calls ``flow_dist``. ``None`` without a teacher."""
+        if self.plan is None or self.cfg.probe_images == 0:
+            return None
+        loader = self.loaders.val if self.loaders.val is not None else self.loaders.test
+        was_training = self.student.training
+        self.student.eval()
+        sums, seen = None, 0
+        for x, _ in loader:
+            x = x[: self.cfg.probe_images - seen]
+            with self._autocast():
+                _, t_taps = self.teacher(x, return_taps=True)
+                _, s_taps = self.student(x, return_taps=True)
+            d = L.flow_distances(*self._flows(t_taps, s_taps)) * len(x)
+            sums = d if sums is None else sums + d
+            seen += len(x)
+            if seen >= self.cfg.probe_images:
+                break
+        self.student.train(was_training)
+        return [round(float(v), 5) for v in sums / max(seen, 1)]
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch; returns its record (mean loss terms, accuracies, speed)."""
@@ -557,6 +715,7 @@ class _Run:
         loader = self.loaders.train
         loader.set_epoch(epoch)
         sums: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}  # images each value was averaged over (the discriminators' may skip steps)
         correct = torch.zeros((), device=self.device)
         labelled = torch.zeros((), device=self.device)
         seen = 0
@@ -565,12 +724,13 @@ class _Run:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.total_epochs}", leave=False, dynamic_ncols=True)
         for step, (x, y) in enumerate(loader):
             self.where = (epoch, step)
             values, logits = self.train_step(x, y, flags)
             for k, v in values.items():
                 sums[k] = sums[k] + v * len(x) if k in sums else v * len(x)
+                counts[k] = counts.get(k, 0) + len(x)
             mask = y >= 0
             correct += (logits.argmax(1)[mask] == y[mask]).sum()
             labelled += mask.sum()
@@ -582,18 +742,26 @@ class _Run:
         if bar is not None:
             bar.close()
         wall = time.perf_counter() - t0
+        keys = sorted(sums)
         if self.world > 1:  # each process saw its share of the data: log the sums over all of them
-            keys = sorted(sums)
-            packed = torch.stack([sums[k].float() for k in keys] + [correct, labelled, correct.new_tensor(seen)])
+            n = torch.tensor([counts[k] for k in keys] + [seen], dtype=torch.float32, device=self.device)
+            packed = torch.cat([torch.stack([sums[k].float() for k in keys] + [correct, labelled]), n])
             dist.all_reduce(packed)
             sums = dict(zip(keys, packed[: len(keys)]))
-            correct, labelled, seen = packed[-3], packed[-2], int(packed[-1])
-        means = {k: float(v) / max(seen, 1) for k, v in sums.items()}
+            correct, labelled = packed[len(keys)], packed[len(keys) + 1]
+            counts = {k: int(c) for k, c in zip(keys, packed[len(keys) + 2 : -1])}
+            seen = int(packed[-1])
+        means = {k: float(sums[k]) / max(counts[k], 1) for k in keys}
         rec: dict[str, Any] = {f"loss_{k}": v for k, v in means.items() if not k.startswith("d_")}
         rec["loss_total"] = sum(rec.values())
+        if "flow" in self.method.terms:
+            rec["lambda_flow"] = self.lambda_flow
         if "d_loss" in means:
             rec["loss_disc"] = means["d_loss"]
             rec["d_acc_real"], rec["d_acc_fake"] = 100 * means["d_acc_real"], 100 * means["d_acc_fake"]
+            rec["d_logit_real"], rec["d_logit_fake"] = means["d_logit_real"], means["d_logit_fake"]
+            if cfg.d_noise > 0:
+                rec["d_noise"] = self.noise_level()
         rec["train_acc"] = 100.0 * float(correct) / max(float(labelled), 1.0)
         rec["train_time_s"] = wall
         rec["images_per_s"] = seen / wall
@@ -650,6 +818,8 @@ def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {rec['epoch']}/{epochs}", losses]
     if "d_acc_real" in rec:
         parts.append(f"D real/fake {rec['d_acc_real']:.0f}/{rec['d_acc_fake']:.0f}%")
+    if "flow_dist" in rec:
+        parts.append(f"flow dist {sum(rec['flow_dist']) / len(rec['flow_dist']):.2f}")
     accs = f"train {rec['train_acc']:.1f}"
     if "val_acc" in rec:
         accs += f" val {rec['val_acc']:.1f}"
@@ -702,10 +872,12 @@ def train(
             if run.start_epoch == 0:
                 (run.out / "log.jsonl").write_text("")
             (run.out / STOPPED_FILE).unlink(missing_ok=True)  # an earlier stop no longer holds
+    if run.start_epoch == 0:
+        run.calibrate()
     if on_start is not None:
         on_start(run)
     t_start = time.perf_counter()
-    for epoch in range(run.start_epoch, cfg.epochs):
+    for epoch in range(run.start_epoch, cfg.total_epochs):
         rec = {"epoch": epoch + 1, "stage": run.stage(epoch), "lr": run.opt.param_groups[0]["lr"]}
         try:
             rec.update(run.train_epoch(epoch))
@@ -721,6 +893,9 @@ def train(
         if run.loaders.val is not None:
             rec["val_acc"] = evaluate(run.student, run.loaders.val, run.amp_dtype)["acc"]
         rec["test_acc"] = evaluate(run.student, run.loaders.test, run.amp_dtype)["acc"]
+        dists = run.flow_probe()
+        if dists is not None:
+            rec["flow_dist"] = dists
         rec["wall_s"] = (run.history[-1]["wall_s"] if run.history else 0.0) + time.perf_counter() - t_start
         t_start = time.perf_counter()
         run.history.append(rec)
@@ -729,7 +904,7 @@ def train(
                 f.write(json.dumps(rec) + "\n")
             atomic_save(run.state(epoch), run.out / "checkpoint.pt")
         if verbose and run.main:
-            print(_epoch_line(rec, cfg.epochs), flush=True)
+            print(_epoch_line(rec, cfg.total_epochs), flush=True)
         if callback is not None:
             callback(rec, run)
         if run.world > 1:

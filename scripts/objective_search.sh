@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-4}
 OUT=${OUT:-results/objective-search}
-# the recipe's lambda_F = 5e-4 makes the dense flow term start near 1 (method.md, section 6);
+# the recipe's lambda_F = 5e-4 makes the dense flow term start near 1 (the first version's rule);
 # sparse pairs (for ResNet-8 the same items as chain) use the fsp recipe's 1e-3, and average pooling
 # 1e-3 too, by the same rule (its flows are smaller: 1 / the initial loss is about 2.2 times max pooling's);
 # the adv-dense settings change only the GAN loss of the recipe (bce; results/adv-search has it)

@@ -1,0 +1,209 @@
+"""The methods' single definitions, the second version's options, and the recipes that must not move."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfkd_lib import losses as L
+from dfkd_lib import methods as M
+from dfkd_lib.checkpoint import save_model
+from dfkd_lib.cli import make_parser
+from dfkd_lib.report import load_runs, planned_epochs, summarise
+from dfkd_lib.train import _Run, config_for, train
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "scripts"))
+import golden_recipes  # noqa: E402
+
+# The first version's recipes, spelled out: the golden values were made with them
+V1 = {
+    "scratch": {},
+    "kd": {},
+    "at": {},
+    "dense": {"pairs": "dense", "lambda_flow": 5e-4},
+    "adv": {"pairs": "dense", "lambda_adv": 0.01, "spectral_norm": True, "d_hidden": (64, 32)},
+    "adv-dense": {"pairs": "dense", "lambda_flow": 5e-4, "lambda_adv": 0.01, "spectral_norm": True,
+                  "d_hidden": (64, 32)},
+}  # fmt: skip
+BASE = dict(dataset="synthetic", synthetic_per_class=20, batch_size=50, device="cpu", student="resnet8")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    torch.manual_seed(0)
+    res = train(config_for("scratch", **{**BASE, "student": "resnet14"}, epochs=1), progress=False, verbose=False)
+    path = tmp_path_factory.mktemp("t") / "t.pt"
+    save_model(res.student, path)
+    return str(path)
+
+
+def test_the_first_versions_recipes_give_the_numbers_they_gave_before_the_refactor(monkeypatch):
+    """tests/golden/recipes.json was written by the engine before methods became one definition each."""
+    for name, options in V1.items():
+        monkeypatch.setitem(M.RECIPES, name, {**M.RECIPES[name], **options})
+    golden = json.loads(golden_recipes.GOLDEN.read_text())
+    now = golden_recipes.runs()
+    assert set(now) == set(golden)
+    for method in golden:
+        for old, new in zip(golden[method], now[method], strict=True):
+            assert set(old) == set(new), method
+            for key in old:
+                assert new[key] == pytest.approx(old[key], rel=1e-5, abs=1e-7), (method, key)
+
+
+def test_every_method_is_one_definition_that_everything_reads():
+    names = list(M.METHODS)
+    assert names[:3] == ["scratch", "kd", "at"] and {"kd-adv-dense", "kd-dense"} <= set(names)
+    for m in M.METHODS.values():
+        assert M.RECIPES[m.name] is m.recipe
+        assert m.needs_teacher == (m.terms != ("ce",))
+        assert m.uses_adv == ("adv" in m.terms)
+    help_text = make_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for m in M.METHODS.values():
+        assert m.summary.split(":")[0][:20] in " ".join(help_text.split())
+    with pytest.raises(ValueError, match="terms must include 'ce'"):
+        M.Method("broken", "broken", "no cross-entropy", ("kd",))
+
+
+def test_adding_a_method_is_one_definition(monkeypatch, teacher, tmp_path):
+    """A new method registered in METHODS trains, appears in the CLI and is ordered by the report."""
+    new = M.Method("at-dense", "AT + dense", "attention transfer with dense flow", ("ce", "at", "flow"),
+                   {"at_beta": 1000.0, "pairs": "dense", "lambda_flow": 5e-4})  # fmt: skip
+    monkeypatch.setitem(M.METHODS, new.name, new)
+    monkeypatch.setitem(M.RECIPES, new.name, new.recipe)
+    res = train(config_for("at-dense", teacher=teacher, epochs=1, out_dir=str(tmp_path / "run"), **BASE),
+                progress=False, verbose=False)  # fmt: skip
+    rec = res.history[-1]
+    assert rec["loss_at"] > 0 and rec["loss_flow"] > 0 and len(rec["flow_dist"]) == 6
+    args = make_parser().parse_args(["train", "--method", "at-dense", "--teacher", teacher])
+    assert args.method == "at-dense"
+    (groups,) = [summarise(load_runs(tmp_path))]
+    assert groups[0].method == "at-dense"
+
+
+def test_fsp_trains_the_cross_entropy_epochs_of_scratch_after_a_slow_flow_stage(teacher):
+    fsp = train(config_for("fsp", teacher=teacher, epochs=3, stage1_epochs=2, stage1_lr=0.01, **BASE),
+                progress=False, verbose=False).history  # fmt: skip
+    scratch = train(config_for("scratch", epochs=3, **BASE), progress=False, verbose=False).history
+    assert [r["stage"] for r in fsp] == [1, 1, 2, 2, 2]
+    assert all("loss_ce" not in r for r in fsp[:2]) and all("loss_flow" not in r for r in fsp[2:])
+    # stage 1 starts at stage1_lr; stage 2 follows scratch's schedule epoch for epoch
+    assert fsp[0]["lr"] == pytest.approx(0.01)
+    assert [r["lr"] for r in fsp[2:]] == pytest.approx([r["lr"] for r in scratch])
+    assert planned_epochs(config_for("fsp", teacher="t", epochs=3, stage1_epochs=2).to_dict()) == 5
+    assert planned_epochs({"epochs": 15, "two_stage": True}) == 15  # a first-version config: stage 1 was inside
+
+
+def test_flow_norms_by_hand():
+    torch.manual_seed(0)
+    gt = [torch.randn(4, 3, 5), 10 * torch.randn(4, 2, 2)]
+    gs = [torch.randn(4, 3, 5), torch.randn(4, 2, 2)]
+    want = sum(((t - s).pow(2).sum((1, 2)) / t.pow(2).sum((1, 2))).mean() for t, s in zip(gt, gs))
+    assert float(L.flow_loss(gt, gs, norm="teacher")) == pytest.approx(float(want), rel=1e-6)
+    w = [0.5, 2.0]
+    want = sum(wk * (t - s).pow(2).sum((1, 2)).mean() for wk, t, s in zip(w, gt, gs))
+    assert float(L.flow_loss(gt, gs, norm="item", weights=w)) == pytest.approx(float(want), rel=1e-6)
+    with pytest.raises(ValueError, match="one weight per flow item"):
+        L.flow_loss(gt, gs, norm="item")
+    d = L.flow_distances(gt, gs)
+    assert d.shape == (2,) and float(L.flow_distances(gt, gt).abs().max()) == 0.0
+    want0 = ((gt[0] - gs[0]).flatten(1).norm(dim=1) / gt[0].flatten(1).norm(dim=1)).mean()
+    assert float(d[0]) == pytest.approx(float(want0), rel=1e-6)
+    norms = L.teacher_flow_norms(gt)
+    assert float(norms[1]) == pytest.approx(math.sqrt(float(gt[1].pow(2).sum((1, 2)).mean())), rel=1e-6)
+
+
+def test_r1_penalty_of_a_linear_critic_is_its_squared_weight_norm():
+    w = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+    x = torch.randn(6, 2, 2, requires_grad=True)
+    logit = (x.flatten(1) @ w.T).squeeze(1)
+    assert float(L.r1_penalty([logit], [x])) == pytest.approx(float(w.pow(2).sum()), rel=1e-6)
+
+
+def test_the_gradient_rule_sets_lambda_flow_to_the_asked_ratio(teacher):
+    cfg = config_for("dense", teacher=teacher, epochs=1, flow_norm="teacher", flow_grad_ratio=0.5, **BASE)
+    run = _Run(cfg, None, None, progress=False)
+    run.calibrate()
+    lam = run.lambda_flow
+    assert lam > 0 and lam != cfg.lambda_flow
+    # measured again, independently: lambda times the flow gradient over the CE gradient, first batches
+    ratios_num, ratios_den = [], []
+    params = list(run.student.parameters())
+    for x, y in run._first_batches(4):
+        _, t_taps = run.teacher(x, return_taps=True)
+        logits, s_taps = run.student(x, return_taps=True)
+        g_ce = torch.autograd.grad(L.cross_entropy(logits, y), params, retain_graph=True, allow_unused=True)
+        g_t = run.plan.teacher_flows(t_taps)
+        g_s = run.plan.student_flows(s_taps)
+        g_f = torch.autograd.grad(lam * L.flow_loss(g_t, g_s, norm="teacher"), params, allow_unused=True)
+        ratios_num.append(torch.sqrt(sum(g.pow(2).sum() for g in g_f if g is not None)))
+        ratios_den.append(torch.sqrt(sum(g.pow(2).sum() for g in g_ce if g is not None)))
+    assert float(torch.stack(ratios_num).mean() / torch.stack(ratios_den).mean()) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_discriminator_options(teacher):
+    cfg = config_for("adv-dense", teacher=teacher, epochs=2, d_input="scaled", d_noise=0.5, d_r1=1.0, d_every=3,
+                     **BASE)  # fmt: skip
+    run = _Run(cfg, None, None, progress=False)
+    run.calibrate()
+    log = [run.train_epoch(epoch) for epoch in range(cfg.epochs)]
+    steps = cfg.epochs * run.steps_per_epoch
+    assert run.d_steps == steps
+    d_opt_steps = {float(v["step"]) for v in run.opt_d.state_dict()["state"].values()}
+    assert d_opt_steps == {math.ceil(steps / 3)}  # one discriminator step every third student step
+    assert log[0]["d_noise"] == pytest.approx(0.5 * (1 - 1 / cfg.epochs)) and log[1]["d_noise"] == 0.0
+    for rec in log:
+        assert 0 <= rec["d_acc_real"] <= 100 and math.isfinite(rec["d_logit_real"]) and math.isfinite(rec["loss_adv"])
+
+
+def test_scaled_and_unit_inputs_are_what_they_say(teacher):
+    run = _Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="unit", **BASE), None, None, progress=False)
+    flows = [torch.randn(3, 16, 16) * 7, torch.randn(3, 16, 32)]
+    for g in run.disc_inputs(flows):
+        assert torch.allclose(g.flatten(1).norm(dim=1), torch.ones(3))
+    run = _Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="scaled", **BASE), None, None, progress=False)
+    run.calibrate()
+    x, _ = run._first_batches(1)[0]
+    _, t_taps = run.teacher(x, return_taps=True)
+    scaled = run.disc_inputs(run.plan.teacher_flows(t_taps))
+    rms = torch.stack([g.flatten(1).pow(2).sum(1).mean().sqrt() for g in scaled])
+    assert float(rms.min()) > 0.5 and float(rms.max()) < 2.0  # about one: the scale came from these batches
+
+
+def test_a_run_with_measured_settings_resumes_bit_identical(teacher, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def die(rec, run):
+        if rec["epoch"] == 1:
+            raise Killed
+
+    opts = dict(teacher=teacher, epochs=2, flow_norm="item", flow_grad_ratio=0.5, d_input="scaled", d_noise=0.3,
+                d_every=2, **BASE)  # fmt: skip
+    with pytest.raises(Killed):
+        train(config_for("adv-dense", out_dir=str(tmp_path / "a"), **opts), progress=False, verbose=False, callback=die)
+    a = train(config_for("adv-dense", out_dir=str(tmp_path / "a"), resume=True, **opts), progress=False, verbose=False)
+    b = train(config_for("adv-dense", out_dir=str(tmp_path / "b"), **opts), progress=False, verbose=False)
+    timing = {"wall_s", "train_time_s", "images_per_s"}
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in a.history]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in b.history]
+    assert all(torch.equal(v, b.student.state_dict()[k]) for k, v in a.student.state_dict().items())
+
+
+def test_scratch_with_a_teacher_probes_the_flow_distances_and_trains_as_without(teacher):
+    with_probe = train(config_for("scratch", teacher=teacher, epochs=1, **BASE), progress=False, verbose=False)
+    without = train(config_for("scratch", epochs=1, **BASE), progress=False, verbose=False)
+    assert len(with_probe.history[0]["flow_dist"]) == 6 and "flow_dist" not in without.history[0]
+    assert with_probe.history[0]["loss_ce"] == without.history[0]["loss_ce"]
+    assert with_probe.history[0]["val_acc"] == without.history[0]["val_acc"]
+
+
+def test_the_screen_script_knows_its_settings():
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "method_screen.sh")], env={"SETTINGS": "nonsense",
+                          "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "unknown setting: nonsense" in proc.stderr
