@@ -375,6 +375,7 @@ class ScreenRow:
     setting: str
     method: str
     seeds: list[int]
+    epochs: int  # every epoch trained (a two-stage run's flow-only stage included)
     val_last_mean: float
     val_last_std: float
     val_best_mean: float
@@ -406,7 +407,7 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
         lam = [rec["lambda_flow"] for rec in last if "lambda_flow" in rec]
         vm, vs = _mean_std([r.val_last for r, _ in runs])
         rows.append(ScreenRow(
-            setting, runs[0][0].method, sorted(r.seed for r, _ in runs), vm, vs,
+            setting, runs[0][0].method, sorted(r.seed for r, _ in runs), runs[0][0].epochs_planned, vm, vs,
             statistics.fmean(r.val_best for r, _ in runs), statistics.fmean(rec["train_acc"] for rec in last),
             statistics.fmean(dists) if dists else None, (min(d_acc), max(d_acc)) if d_acc else None,
             statistics.fmean(moves) if moves else None, statistics.fmean(lam) if lam else None,
@@ -419,12 +420,12 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
 def screen_markdown(rows: list[ScreenRow]) -> str:
     """The screen's table: validation accuracy (last epoch, mean ± std over seeds; best epoch),
     last-epoch training accuracy, flow distance, discriminator accuracy range and lambda_flow used."""
-    lines = ["| setting | seeds | val, last epoch | val, best epoch | train | flow dist | D acc (min-max) | adv moved "
-             "| lambda_flow |", "| --- " * 9 + "|"]  # fmt: skip
+    lines = ["| setting | seeds | epochs | val, last epoch | val, best epoch | train | flow dist | D acc (min-max) "
+             "| adv moved | lambda_flow |", "| --- " * 10 + "|"]  # fmt: skip
     for r in rows:
         dacc = f"{r.d_acc_range[0]:.0f}-{r.d_acc_range[1]:.0f} %" if r.d_acc_range else "-"
         lines.append(
-            f"| {r.setting} | {len(r.seeds)} | {_fmt(r.val_last_mean, r.val_last_std, len(r.seeds))} "
+            f"| {r.setting} | {len(r.seeds)} | {r.epochs} | {_fmt(r.val_last_mean, r.val_last_std, len(r.seeds))} "
             f"| {r.val_best_mean:.2f} | {r.train_last_mean:.2f} "
             f"| {'-' if r.flow_dist is None else f'{r.flow_dist:.3f}'} | {dacc} "
             f"| {'-' if r.adv_moves is None else f'{100 * r.adv_moves:.0f} %'} "

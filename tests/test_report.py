@@ -90,3 +90,28 @@ def test_report_without_runs_is_an_error(tmp_path, capsys):
     assert "no run logs" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no run logs"):
         make_report(tmp_path)
+
+
+def test_screen_table_groups_settings_by_folder_and_reads_validation_only(tmp_path, capsys):
+    def run(name, seed, vals, extra):
+        d = tmp_path / f"{name}-s{seed}"
+        d.mkdir()
+        cfg = {"method": "adv-dense", "labelled_fraction": 1.0, "teacher": "t", "student": "resnet8",
+               "dataset": "cifar10", "seed": seed, "epochs": len(vals)}  # fmt: skip
+        (d / "config.json").write_text(json.dumps(cfg))
+        recs = [
+            {"epoch": i + 1, "test_acc": 0.0, "val_acc": v, "train_acc": v - 1, **extra(i)} for i, v in enumerate(vals)
+        ]
+        (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    def adv(i):
+        return {"flow_dist": [0.2, 0.4], "d_acc_real": 60 + 10 * i, "d_acc_fake": 80, "loss_adv": 1.0 + i,
+                "lambda_flow": 0.5}  # fmt: skip
+
+    run("adv-x", 0, [70, 72], adv)
+    run("adv-x", 1, [71, 74], adv)
+    run("scratch", 0, [69, 71], lambda i: {})
+    assert main(["report", "--runs", str(tmp_path), "--screen"]) == 0
+    table = (tmp_path / "screen.md").read_text()
+    assert "| adv-x | 2 | 2 | 73.00 ± 1.41 | 73.00 | 72.00 | 0.300 | 70-75 % | 100 % | 0.5 |" in table
+    assert "| scratch | 1 | 2 | 71.00 | 71.00 | 70.00 | - | - | - | - |" in table  # test accuracy (0) never read
