@@ -993,7 +993,7 @@ def plot_method_schematic(
     xs = xt[list(mapping)]
     y_t, y_s = 3.2, 1.3
     k_items = len(pairs)
-    fig, ax = plt.subplots(figsize=(11.5, 6.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10.0, 6.0), layout="constrained")
     spans = sorted({xt[mapping[b]] - xt[mapping[a]] for a, b in pairs})
 
     def arc_height(span: float) -> float:
@@ -1008,13 +1008,13 @@ def plot_method_schematic(
             filled = i in used
             ax.scatter([xi], [y], s=120 if filled else 45, zorder=3, linewidths=1.5,
                        c=[color] if filled else ["white"], edgecolors=[color])  # fmt: skip
-        ax.text(-0.35, y, name, ha="right", va="center", fontsize=11, fontweight="bold")
+        ax.text(-0.35, y, name, ha="right", va="center", fontsize=12, fontweight="bold")
     ax.text(-0.35, y_t - 0.3, "frozen", ha="right", va="center", fontsize=9, color="#555555")
     ax.text(-0.35, y_s - 0.3, "trained", ha="right", va="center", fontsize=9, color="#555555")
     for i, name in enumerate(student_names):
         ax.text(xs[i], y_s - 0.22, name, ha="center", va="top", fontsize=9)
     for i in sorted(set(mapping)):
-        ax.text(xt[i], y_t - 0.22, teacher_names[i], ha="center", va="top", fontsize=8, color="#555555")
+        ax.text(xt[i], y_t - 0.22, teacher_names[i], ha="center", va="top", fontsize=9, color="#555555")
     # the aligned taps
     for i, j in enumerate(mapping):
         ax.plot([xs[i], xt[j]], [y_s + 0.08, y_t - 0.45], ls="--", lw=0.9, color="#888888", zorder=0)
@@ -1028,7 +1028,7 @@ def plot_method_schematic(
         ax.add_patch(Arc(((xs[a] + xs[b]) / 2, y_s - 0.55), xs[b] - xs[a], 2 * h, theta1=180, theta2=360,
                          color=color, lw=1.8))  # fmt: skip
         for x_mid, y_mid in (((xt[ta] + xt[tb]) / 2, y_t + h), ((xs[a] + xs[b]) / 2, y_s - 0.55 - h)):
-            ax.text(x_mid, y_mid, str(k + 1), ha="center", va="center", fontsize=8, color="white",
+            ax.text(x_mid, y_mid, str(k + 1), ha="center", va="center", fontsize=10, color="white",
                     bbox={"boxstyle": "circle,pad=0.2", "fc": color, "ec": "none"}, zorder=4)  # fmt: skip
     ax.text(width / 2, y_t + 1.75, "teacher flows $G^T_k$: real", ha="center", fontsize=10)
     ax.text(width / 2, y_s - 2.35, "student flows $G^S_k$: fake", ha="center", fontsize=10)
@@ -1037,32 +1037,32 @@ def plot_method_schematic(
     top, bottom = y_t + 1.2, y_s - 1.6
     ys_d = np.linspace(top, bottom, k_items) if k_items > 1 else np.array([(top + bottom) / 2])
     ax.text(x_d + 0.45, top + 0.75, "one discriminator per item", ha="center", fontsize=10)
-    ax.text(x_d + 0.45, top + 0.4, "reads $G^T_k$ (real) or $G^S_k$ (fake)", ha="center", fontsize=8,
+    ax.text(x_d + 0.45, top + 0.4, "reads $G^T_k$ (real) or $G^S_k$ (fake)", ha="center", fontsize=9,
             color="#555555")  # fmt: skip
     ax.text(width / 2, (y_t + y_s) / 2 - 0.15, "flow term: $\\Vert G^T_k - G^S_k \\Vert_F^2$ for every item and image",
             ha="center", va="center", fontsize=9, bbox={"fc": "white", "ec": "none", "pad": 2})  # fmt: skip
     for k, ((a, b), yd) in enumerate(zip(pairs, ys_d)):
         color = _ITEM_COLORS[k % len(_ITEM_COLORS)]
         ax.text(x_d - 0.35, yd, f"{k + 1}: {student_names[a]}→{student_names[b]}", ha="right", va="center",
-                fontsize=8, color=color)  # fmt: skip
+                fontsize=9, color=color)  # fmt: skip
         ax.add_patch(FancyBboxPatch((x_d - 0.2, yd - 0.17), 0.8, 0.34, boxstyle="round,pad=0.02", fc=color,
                                     ec="none", alpha=0.9))  # fmt: skip
         ax.text(x_d + 0.2, yd, f"$D_{{{k + 1}}}$", ha="center", va="center", fontsize=9, color="white")
         ax.add_patch(FancyArrowPatch((x_d + 0.62, yd), (x_d + 1.1, yd), arrowstyle="->", mutation_scale=8,
                                      color="#555555"))  # fmt: skip
-        ax.text(x_d + 1.15, yd, "logit", va="center", fontsize=8, color="#555555")
+        ax.text(x_d + 1.15, yd, "logit", va="center", fontsize=9, color="#555555")
     # the objective, with the weights in use
     ax.text(xs[-1] + 0.35, y_s, r"$\rightarrow\ \hat y_S$", va="center", fontsize=11)
     eq = (r"$\mathcal{L}_S = \mathrm{CE}(y, \hat y_S)"
           r" + \lambda_F \sum_k \Vert G^T_k - G^S_k \Vert_F^2"
           r" + \lambda_A \sum_k \mathcal{L}_G(D_k(G^S_k))$")  # fmt: skip
-    ax.text(width / 2 + 1.0, y_s - 3.05, eq, ha="center", fontsize=13)
-    ax.text(width / 2 + 1.0, y_s - 3.6,
-            f"cross-entropy: labelled images only;  flow and adversarial terms: every image, no labels;  "
-            f"$\\lambda_F$ = {lambda_flow:g}, $\\lambda_A$ = {lambda_adv:g}, GAN loss {gan_loss}",
-            ha="center", fontsize=9, color="#555555")  # fmt: skip
+    ax.text(width / 2 + 1.0, y_s - 3.05, eq, ha="center", fontsize=15)
+    ax.text(width / 2 + 1.0, y_s - 3.45,
+            f"cross-entropy: labelled images only;  the other two terms: every image, no labels\n"
+            f"$\\lambda_F$ = {lambda_flow:g},  $\\lambda_A$ = {lambda_adv:g},  GAN loss {gan_loss}",
+            ha="center", va="top", fontsize=10, color="#555555")  # fmt: skip
     ax.set_xlim(-2.0, x_d + 1.9)
-    ax.set_ylim(y_s - 3.9, y_t + 2.1)
+    ax.set_ylim(y_s - 4.2, y_t + 2.1)
     ax.axis("off")
     stage_legend(fig, teacher_stages)
     return fig
