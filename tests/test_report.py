@@ -45,6 +45,12 @@ def test_report_command_writes_table_and_plots(tmp_path, capsys):
     assert "adv-dense - fsp = +1.00 points (last epoch, 3 vs 3 seeds); more than one std (0.10)? yes" in table
     assert "adv-dense - scratch = +2.00 points" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 1000 and (tmp_path / "curves.png").exists()
+    assert "kd-adv-dense" not in table  # compared only where it has runs
+    for seed in range(3):
+        write_run(tmp_path, f"x{seed}", "kd-adv-dense", seed, [80, 86.6 + seed * 0.2], [80, 86])
+    assert main(["report", "--runs", str(tmp_path)]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "kd-adv-dense - kd = +0.20 points (last epoch, 3 vs 3 seeds); more than one std (0.20)? no" in table
 
 
 def test_runs_with_other_settings_are_not_averaged(tmp_path):
