@@ -25,9 +25,12 @@ declare -A ARGS=(
   [kd]="--method kd"
   [adv-dense-v1]="--method adv-dense $V1_DENSE $V1_ADV"
   [dense-v1]="--method dense $V1_DENSE"
-  # 1. the flow term: items balanced by the teacher's norm, weight by the gradient rule
+  # 1. the flow term: items balanced by the teacher's norm, weight by the gradient rule (the first
+  # version's lambda_flow = 5e-4 is a gradient ratio of 7.0 by this rule, measured on its first batches)
   [dense-tn-g0.3]="--method dense --pairs dense --flow-norm teacher --flow-grad-ratio 0.3"
   [dense-tn-g1]="--method dense --pairs dense --flow-norm teacher --flow-grad-ratio 1"
+  [dense-tn-g3]="--method dense --pairs dense --flow-norm teacher --flow-grad-ratio 3"
+  [dense-tn-g10]="--method dense --pairs dense --flow-norm teacher --flow-grad-ratio 10"
   [dense-item-g1]="--method dense --pairs dense --flow-norm item --flow-grad-ratio 1"
   # 2. discriminators that stay informative (on the flow term chosen in 1)
   [adv-dense-unit]="--method adv-dense --pairs dense --flow-norm teacher --flow-grad-ratio 0.3 --lambda-adv 0.01 --spectral-norm --d-input unit"
@@ -36,7 +39,7 @@ declare -A ARGS=(
   # 3. fsp at an equal budget: a flow-only stage at a small learning rate, then scratch's epochs
   [fsp-v2]="--method fsp --pairs sparse --lambda-flow 1e-3 --two-stage --stage1-epochs 2 --stage1-lr 0.01"
 )
-SETTINGS=${SETTINGS:-"scratch adv-dense-v1 kd dense-v1 dense-tn-g0.3 dense-tn-g1"}
+SETTINGS=${SETTINGS:-"scratch adv-dense-v1 kd dense-v1 dense-tn-g0.3 dense-tn-g1 dense-tn-g3 dense-tn-g10"}
 for name in $SETTINGS; do  # every name is checked before anything runs
   if [ -z "${ARGS[$name]+set}" ]; then
     echo "unknown setting: $name (known: ${!ARGS[*]})" >&2
