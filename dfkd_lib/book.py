@@ -210,7 +210,7 @@ class Chapter:
         epochs: epochs of a chapter's training runs.
         max_train_batches: batches per epoch (``None``: the whole training split).
         eval_size: test images used for evaluation (``None``: all of them); a seeded random
-            subset, because the test set is stored sorted by class.
+            subset, because some copies of the test set (the local ``.npz``) are sorted by class.
         seeds: seeds of repeated runs.
         batch_size: training batch size.
         val_size: training images held out for validation.
