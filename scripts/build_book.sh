@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the library with the book's tools and build the whole book, every chapter executed,
 # into _build/html. Execution errors and Sphinx warnings fail the build.
-# Chapters run in the quick profile, also on a GPU (where they would otherwise pick full, whose
-# paper-scale runs take hours, far beyond the build's limit of 900 s per cell, _config.yml).
+# Chapters run in the quick profile, also on a GPU (where they would otherwise pick the gpu
+# profile), so that every build shows the same profile's numbers; full (paper scale, hours) would
+# be far beyond the build's limit of 900 s per cell (_config.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DFKD_PROFILE=${DFKD_PROFILE:-quick}
