@@ -607,6 +607,14 @@ def _seaborn():
     return sns
 
 
+def _slant_xticks(ax: Axes, degrees: float) -> None:
+    """Rotate the x tick labels, each anchored at its tick by its right end."""
+    ax.tick_params(axis="x", rotation=degrees)
+    for label in ax.get_xticklabels():
+        label.set_ha("right")
+        label.set_rotation_mode("anchor")
+
+
 def plot_class_similarity(
     similarity: Any,
     classes: Sequence[str],
@@ -637,10 +645,7 @@ def plot_class_similarity(
                 cbar_kws={"shrink": 0.8, "label": "mean probability"})  # fmt: skip
     ax.set_xlabel("class the teacher gives probability to")
     ax.set_ylabel("true class of the images")
-    ax.tick_params(axis="x", rotation=40)
-    for label in ax.get_xticklabels():
-        label.set_ha("right")
-        label.set_rotation_mode("anchor")
+    _slant_xticks(ax, 40)
     if title:
         ax.set_title(title)
     return fig
@@ -863,10 +868,7 @@ def plot_seed_points(
     ax.set_xlabel("")
     ax.grid(axis="y", alpha=0.3)
     if len(groups) > 4:
-        ax.tick_params(axis="x", rotation=30)
-        for label in ax.get_xticklabels():
-            label.set_ha("right")
-            label.set_rotation_mode("anchor")
+        _slant_xticks(ax, 30)
     if title:
         ax.set_title(title)
     return fig
