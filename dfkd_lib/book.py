@@ -357,7 +357,7 @@ class Chapter:
                 batches = min(batches, cfg.max_train_batches)
             teacher = forward_flops(self.teacher()) if cfg.method != "scratch" else 0.0
             student = forward_flops(model_from_name(cfg.student))
-            epochs = getattr(cfg, "total_epochs", cfg.epochs)  # a two-stage run's stage 1 comes on top
+            epochs = cfg.total_epochs  # a two-stage run's stage 1 comes on top
             total += estimate_seconds(cfg.method, epochs * batches, cfg.batch_size, student, teacher,
                                       epochs * eval_images, flops_per_s, overhead)  # fmt: skip
             names.append(f"{cfg.method} ({epochs} epochs x {batches} batches)")
