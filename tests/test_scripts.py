@@ -1,13 +1,15 @@
 """The shell scripts that run the protocol and the validation searches, with a stub ``python``.
 
-The stub records every command line (and the thread count it was given) instead of training,
+The stub records every command line of ``python -m ...`` (and the thread count it was given) instead of training,
 so these tests check what the scripts would run, which runs they skip, and how they report a
 failed run, in well under a second each.
 """
 
 import os
 import shutil
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 STUB = """#!/usr/bin/env bash
+[ "${1:-}" = - ] && exec "$REAL_PYTHON" "$@"  # the scripts' own bookkeeping (python - <<EOF) runs for real
 echo "OMP=${OMP_NUM_THREADS:-unset} $*" >> "$CALLS"
 case " $* " in *" --method ${FAIL_METHOD:-none} "*) exit 1 ;; esac
 exit 0
@@ -23,7 +26,7 @@ exit 0
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def run_script(tmp_path, script, **env):
+def run_script(tmp_path, script, timeout=60, **env):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     stub = bin_dir / "python"
@@ -32,9 +35,11 @@ def run_script(tmp_path, script, **env):
     calls = tmp_path / "calls.txt"
     calls.write_text("")
     full_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    full_env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CALLS=str(calls), **env)
+    full_env.update(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CALLS=str(calls), REAL_PYTHON=sys.executable, **env
+    )
     proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / script)], env=full_env, capture_output=True, text=True, timeout=60
+        ["bash", str(REPO / "scripts" / script)], env=full_env, capture_output=True, text=True, timeout=timeout
     )
     return proc, calls.read_text().splitlines()
 
@@ -63,13 +68,43 @@ def test_protocol_skips_complete_runs_and_respects_until(tmp_path):
     out = tmp_path / "out"
     done = out / "scratch-lf1.0-s0"
     done.mkdir(parents=True)
+    (done / "config.json").write_text(json.dumps({"method": "scratch", "epochs": 2}))
     (done / "log.jsonl").write_text("{}\n{}\n")  # both epochs logged: complete
     proc, calls = run_script(tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="0", RUNS="scratch", EPOCHS="2")
     assert proc.returncode == 0 and "done already" in proc.stdout and not trains(calls)
+    assert "| scratch-lf1.0-s0 | 2 / 2 | done |" in (out / "STATUS.md").read_text()
     proc, calls = run_script(
         tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="1", RUNS="scratch", EPOCHS="2", UNTIL="2000-01-01 00:00"
     )
     assert proc.returncode == 0 and "past UNTIL" in proc.stdout and not trains(calls)
+
+
+def test_protocol_counts_a_two_stage_runs_flow_only_epochs(tmp_path):
+    """fsp's flow-only stage comes on top of ``epochs``: a log with ``epochs`` lines is not done yet."""
+    out = tmp_path / "out"
+    run = out / "fsp-lf1.0-s0"
+    run.mkdir(parents=True)
+    cfg = {"method": "fsp", "epochs": 2, "two_stage": True, "stage1_epochs": 1, "stage1_lr": 0.01}
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "log.jsonl").write_text("{}\n{}\n")
+    proc, calls = run_script(tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="0 1", RUNS="fsp", EPOCHS="2")
+    assert proc.returncode == 0, proc.stderr  # the stub trains nothing: the runs stay unfinished
+    assert [c.split("--out ")[1].split()[0] for c in trains(calls)] == [str(run), str(out / "fsp-lf1.0-s1")]
+    status = (out / "STATUS.md").read_text()
+    assert "0 of 2 runs done" in status and "| fsp-lf1.0-s0 | 2 / 3 | running or cut off |" in status
+    assert "| fsp-lf1.0-s1 | - | not started |" in status
+
+
+def test_protocol60_plans_ten_runs_a_seed_with_the_teacher_for_all(tmp_path):
+    out = tmp_path / "out"
+    proc, calls = run_script(tmp_path, "run_protocol60.sh", OUT=str(out), SEEDS="0", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    runs = trains(calls)
+    assert len(runs) == 10 and all("--epochs 60" in c and "--teacher resnet26_cifar10_e80" in c for c in runs)
+    assert [c.split("--method ")[1].split()[0] for c in runs if "--labelled-fraction 0.1" in c] == [
+        "scratch", "kd", "adv-dense", "kd-adv-dense"]  # fmt: skip
+    assert "0 of 10 runs done" in (out / "STATUS.md").read_text()
+    assert 'SEEDS=${SEEDS:-"0 1 2"}' in (REPO / "scripts" / "run_cpu_protocol.sh").read_text()  # 30 runs by default
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
