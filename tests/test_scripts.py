@@ -5,9 +5,9 @@ so these tests check what the scripts would run, which runs they skip, and how t
 failed run, in well under a second each.
 """
 
+import json
 import os
 import shutil
-import json
 import subprocess
 import sys
 from pathlib import Path
