@@ -1,9 +1,14 @@
-"""Ship a trained teacher inside the package: weights, SHA-256 and a manifest entry.
+"""Ship a trained model (a teacher, or a student of the protocol) inside the package: weights,
+SHA-256 and a manifest entry.
 
     python scripts/package_teacher.py runs/teacher-resnet26 --name resnet26_cifar10 \
         --command "OMP_NUM_THREADS=1 python -m dfkd_lib train-teacher --arch resnet26 --epochs 40 --out runs/teacher-resnet26 --resume"
 
-Re-evaluates the run's final model on the test and validation sets, writes
+    python scripts/package_teacher.py results/cpu60/adv-dense-lf1.0-s0 --name resnet8_cifar10_adv-dense \
+        --command "OMP_NUM_THREADS=1 JOBS=2 bash scripts/run_protocol60.sh"
+
+A run trained from a teacher is entered as a student, with its method, teacher, labelled fraction
+and seed. Re-evaluates the run's final model on the test and validation sets, writes
 ``dfkd_lib/weights/<name>.pt`` (a model file: weights and metadata only) and adds the entry
 to ``dfkd_lib/weights/manifest.json``.
 """
@@ -35,11 +40,14 @@ def main() -> None:
     loaders = get_loaders(cfg["dataset"], val_size=cfg["val_size"], split_seed=cfg["split_seed"])
     test = evaluate(model, loaders.test)["acc"]
     val = evaluate(model, loaders.val)["acc"]
-    # the training commit: the one at which the run's config was written
-    first = datetime.fromtimestamp((run / "config.json").stat().st_mtime, timezone.utc)
-    commit = subprocess.run(
-        ["git", "rev-list", "-1", f"--before={first.isoformat()}", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    # the training commit: data.json's record of it, else the one at which the run's config was written
+    data = json.loads((run / "data.json").read_text()) if (run / "data.json").exists() else {}
+    commit = data.get("environment", {}).get("git_commit")
+    if not commit:
+        first = datetime.fromtimestamp((run / "config.json").stat().st_mtime, timezone.utc)
+        commit = subprocess.run(
+            ["git", "rev-list", "-1", f"--before={first.isoformat()}", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     WEIGHTS_DIR.mkdir(exist_ok=True)
     path = WEIGHTS_DIR / f"{args.name}.pt"
     save_model(model, path, name=args.name, dataset=cfg["dataset"], test_acc=round(test, 2), val_acc=round(val, 2))
@@ -60,6 +68,11 @@ def main() -> None:
         "commit": commit,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    if cfg.get("teacher"):  # a student: what it learnt from, and how
+        manifest[args.name].update(
+            role="student", method=cfg["method"], teacher=cfg["teacher"],
+            labelled_fraction=cfg.get("labelled_fraction", 1.0), seed=cfg["seed"], run=str(run),
+        )  # fmt: skip
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest[args.name], indent=2))
 
