@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent
 #: or figures).
 SHIPPED = [
     "results/cpu", "results/adv-search", "results/objective-search", "results/full", "recipes",
-    "scripts/run_cpu_protocol.sh", "scripts/adv_search.sh", "scripts/objective_search.sh", "scripts/_search.sh",
+    "scripts/run_cpu_protocol.sh", "scripts/run_protocol60.sh", "scripts/adv_search.sh",
+    "scripts/objective_search.sh", "scripts/_search.sh",
 ]  # fmt: skip
 PATTERNS = ("*.json", "*.jsonl", "*.md", "*.yaml", "*.sh")
 
