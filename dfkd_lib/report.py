@@ -235,6 +235,24 @@ def summarise(runs: list[RunSummary], complete_only: bool = True) -> list[GroupS
     return out
 
 
+def headline(
+    groups: list[GroupSummary], methods: tuple[str, ...] = ("adv-dense", "scratch", "kd"), min_seeds: int = 3
+) -> dict[str, GroupSummary] | None:
+    """What a summary of the evidence quotes: the all-labels group of each of ``methods`` in the
+    first setting (of :func:`summarise`'s order) where each has exactly one group with at least
+    ``min_seeds`` complete runs; ``None`` if no setting has them all."""
+    for setting in dict.fromkeys(g.setting for g in groups):
+        found = {}
+        for method in methods:
+            gs = [g for g in groups if g.setting == setting and g.method == method and g.labelled_fraction >= 1]
+            if len(gs) != 1 or gs[0].n < min_seeds:
+                break
+            found[method] = gs[0]
+        else:
+            return found
+    return None
+
+
 def _fmt(m: float | None, s: float | None, n: int) -> str:
     if m is None:
         return "-"

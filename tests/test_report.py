@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dfkd_lib.cli import main
-from dfkd_lib.report import comparisons, load_runs, make_report, summarise, table_markdown
+from dfkd_lib.report import comparisons, headline, load_runs, make_report, summarise, table_markdown
 
 
 def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0, **options):
@@ -121,3 +121,15 @@ def test_screen_table_groups_settings_by_folder_and_reads_validation_only(tmp_pa
     table = (tmp_path / "screen.md").read_text()
     assert "| adv-x | 2 | 2 | 73.00 ± 1.41 | 73.00 | 72.00 | 0.300 | 70-75 % | 100 % | 0.5 |" in table
     assert "| scratch | 1 | 2 | 71.00 | 71.00 | 70.00 | - | - | - | - |" in table  # test accuracy (0) never read
+
+
+def test_headline_needs_every_method_with_enough_seeds(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, f"s{seed}", "scratch", seed, [60, 70 + seed], [60, 70])
+        write_run(tmp_path, f"a{seed}", "adv-dense", seed, [60, 71 + seed], [60, 71])
+    write_run(tmp_path, "k0", "kd", 0, [60, 75], [60, 75])
+    runs = load_runs(tmp_path)
+    assert headline(summarise(runs)) is None  # kd has one seed
+    assert headline(summarise(runs), min_seeds=1)["kd"].last_mean == 75
+    found = headline(summarise(runs), methods=("adv-dense", "scratch"))
+    assert found["adv-dense"].last_mean == pytest.approx(72.0) and found["scratch"].n == 3
