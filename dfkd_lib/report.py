@@ -404,6 +404,7 @@ class ScreenRow:
     d_acc_range: tuple[float, float] | None  # lowest and highest epoch mean of (real + fake) / 2
     adv_moves: float | None  # the adversarial term's relative change from first to last epoch
     lambda_flow: float | None
+    d_margin: float | None = None  # the last epoch's mean logit on real minus that on fake, seed mean
 
 
 def screen_rows(root: str | Path) -> list[ScreenRow]:
@@ -425,12 +426,14 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
         moves = [abs(log[-1]["loss_adv"] - log[0]["loss_adv"]) / max(abs(log[0]["loss_adv"]), 1e-12)
                  for log in logs if "loss_adv" in log[0] and "loss_adv" in log[-1]]  # fmt: skip
         lam = [rec["lambda_flow"] for rec in last if "lambda_flow" in rec]
+        margins = [rec["d_logit_real"] - rec["d_logit_fake"] for rec in last if "d_logit_real" in rec]
         vm, vs = _mean_std([r.val_last for r, _ in runs])
         rows.append(ScreenRow(
             setting, runs[0][0].method, sorted(r.seed for r, _ in runs), runs[0][0].epochs_planned, vm, vs,
             statistics.fmean(r.val_best for r, _ in runs), statistics.fmean(rec["train_acc"] for rec in last),
             statistics.fmean(dists) if dists else None, (min(d_acc), max(d_acc)) if d_acc else None,
             statistics.fmean(moves) if moves else None, statistics.fmean(lam) if lam else None,
+            statistics.fmean(margins) if margins else None,
         ))  # fmt: skip
     order = list(METHODS)
     rows.sort(key=lambda row: (order.index(row.method) if row.method in order else 99, row.setting))
@@ -439,15 +442,18 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
 
 def screen_markdown(rows: list[ScreenRow]) -> str:
     """The screen's table: validation accuracy (last epoch, mean ± std over seeds; best epoch),
-    last-epoch training accuracy, flow distance, discriminator accuracy range and lambda_flow used."""
+    last-epoch training accuracy, flow distance, discriminator accuracy range, the discriminators'
+    logit margin (real minus fake, last epoch: how sure they are, which accuracy does not say), the
+    adversarial term's change and lambda_flow used."""
     lines = ["| setting | seeds | epochs | val, last epoch | val, best epoch | train | flow dist | D acc (min-max) "
-             "| adv moved | lambda_flow |", "| --- " * 10 + "|"]  # fmt: skip
+             "| D margin | adv moved | lambda_flow |", "| --- " * 11 + "|"]  # fmt: skip
     for r in rows:
         dacc = f"{r.d_acc_range[0]:.0f}-{r.d_acc_range[1]:.0f} %" if r.d_acc_range else "-"
         lines.append(
             f"| {r.setting} | {len(r.seeds)} | {r.epochs} | {_fmt(r.val_last_mean, r.val_last_std, len(r.seeds))} "
             f"| {r.val_best_mean:.2f} | {r.train_last_mean:.2f} "
             f"| {'-' if r.flow_dist is None else f'{r.flow_dist:.3f}'} | {dacc} "
+            f"| {'-' if r.d_margin is None else f'{r.d_margin:.3f}'} "
             f"| {'-' if r.adv_moves is None else f'{100 * r.adv_moves:.0f} %'} "
             f"| {'-' if r.lambda_flow is None else f'{r.lambda_flow:.3g}'} |"
         )

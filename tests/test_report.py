@@ -110,17 +110,17 @@ def test_screen_table_groups_settings_by_folder_and_reads_validation_only(tmp_pa
         ]
         (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
 
-    def adv(i):
+    def adv(i, seed=0):
         return {"flow_dist": [0.2, 0.4], "d_acc_real": 60 + 10 * i, "d_acc_fake": 80, "loss_adv": 1.0 + i,
-                "lambda_flow": 0.5}  # fmt: skip
+                "lambda_flow": 0.5, "d_logit_real": 0.1 * seed, "d_logit_fake": -0.2}  # fmt: skip
 
     run("adv-x", 0, [70, 72], adv)
-    run("adv-x", 1, [71, 74], adv)
+    run("adv-x", 1, [71, 74], lambda i: adv(i, seed=1))
     run("scratch", 0, [69, 71], lambda i: {})
     assert main(["report", "--runs", str(tmp_path), "--screen"]) == 0
     table = (tmp_path / "screen.md").read_text()
-    assert "| adv-x | 2 | 2 | 73.00 ± 1.41 | 73.00 | 72.00 | 0.300 | 70-75 % | 100 % | 0.5 |" in table
-    assert "| scratch | 1 | 2 | 71.00 | 71.00 | 70.00 | - | - | - | - |" in table  # test accuracy (0) never read
+    assert "| adv-x | 2 | 2 | 73.00 ± 1.41 | 73.00 | 72.00 | 0.300 | 70-75 % | 0.250 | 100 % | 0.5 |" in table
+    assert "| scratch | 1 | 2 | 71.00 | 71.00 | 70.00 | - | - | - | - | - |" in table  # test accuracy (0) never read
 
 
 def test_headline_needs_every_method_with_enough_seeds(tmp_path):
