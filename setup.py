@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent
 #: the folders (run logs and their configs, reports, recipes, scripts; never weights, checkpoints
 #: or figures).
 SHIPPED = [
-    "results/cpu", "results/adv-search", "results/objective-search", "results/full", "recipes",
+    "results/cpu", "results/cpu60", "results/method-screen", "results/method-pilots", "results/adv-search",
+    "results/objective-search", "results/full", "recipes",
     "scripts/run_cpu_protocol.sh", "scripts/run_protocol60.sh", "scripts/adv_search.sh",
     "scripts/objective_search.sh", "scripts/_search.sh",
 ]  # fmt: skip
