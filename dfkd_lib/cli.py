@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .methods import METHODS
+from .methods import METHODS, RECIPE_VERSIONS
 from .train import TrainConfig, config_for
 
 HELP = {
@@ -170,12 +170,14 @@ def build_config(args: argparse.Namespace, fixed: dict[str, Any] | None = None) 
             values[f.name] = v
     values.update(fixed or {})
     method = values.pop("method", "scratch")
+    recipe = getattr(args, "recipe", None) or values.pop("recipe", None) or RECIPE_VERSIONS[-1]
+    values.pop("recipe", None)
     if "pairs" in values:
         values["pairs"] = _parse_pairs(values["pairs"])
     for k in ("milestones", "d_betas", "d_hidden"):
         if k in values:
             values[k] = tuple(values[k])
-    cfg = config_for(method, **values)
+    cfg = config_for(method, recipe=int(recipe), **values)
     if cfg.out_dir is None:
         cfg.out_dir = f"runs/{cfg.method}-{cfg.student}-{cfg.dataset}-s{cfg.seed}"
     cfg.validate()
@@ -192,11 +194,21 @@ def make_parser() -> argparse.ArgumentParser:
         help="train a student with one of the methods",
         description="Train a student with one of these methods (each sets its recipe's options; flags override):\n"
         + "\n".join(
-            f"  {m.name:13s} {m.summary}\n  {'':13s} recipe: {m.recipe or 'the defaults'}" for m in METHODS.values()
+            f"  {m.name:13s} {m.summary}\n  {'':13s} recipe: {m.recipe or 'the defaults'}"
+            + (f"\n  {'':13s} first version (--recipe 1): {m.first}" if m.first is not None else "")
+            for m in METHODS.values()
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--config", help="YAML file of options (flags override it)")
+    t.add_argument(
+        "--recipe",
+        type=int,
+        choices=RECIPE_VERSIONS,
+        default=None,
+        help=f"version of the method's recipe to start from (default {RECIPE_VERSIONS[-1]}, the current one; "
+        "1: the first, with which the 15-epoch protocol of results/cpu ran)",
+    )
     _add_config_flags(t)
 
     tt = sub.add_parser("train-teacher", help="train a teacher with cross-entropy (method scratch)")

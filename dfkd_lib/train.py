@@ -42,7 +42,7 @@ from .checkpoint import CheckpointError, atomic_save, safe_load, save_model
 from .data import Loaders, get_loaders, make_synthetic
 from .discriminators import FlowDiscriminators
 from .flow import FlowPlan, make_flow_plan
-from .methods import METHODS, RECIPES, get_method
+from .methods import METHODS, RECIPE_VERSIONS, RECIPES, get_method
 from .models import CifarResNet, model_from_name
 
 __all__ = [
@@ -190,14 +190,19 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def config_for(method: str, **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` with the method's recipe applied, then ``overrides``."""
-    get_method(method)
+def config_for(method: str, *, recipe: int = RECIPE_VERSIONS[-1], **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` with the method's recipe applied, then ``overrides``.
+
+    ``recipe`` picks the version of the recipe (:data:`~dfkd_lib.methods.RECIPE_VERSIONS`): the
+    current one by default, 1 for the first (with which the 15-epoch protocol of ``results/cpu`` ran).
+    """
+    m = get_method(method)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(overrides) - fields)
     if bad:
         raise ValueError(f"unknown option(s) {bad}")
-    return TrainConfig(method=method, **{**RECIPES[method], **overrides})
+    base = RECIPES[method] if recipe == RECIPE_VERSIONS[-1] else m.recipe_of(recipe)
+    return TrainConfig(method=method, **{**base, **overrides})
 
 
 class NonFiniteLossError(RuntimeError):

@@ -2,7 +2,8 @@
 # The CPU-scale protocol: ResNet-26 (a shipped teacher) -> ResNet-8 on CIFAR-10, every method and
 # the 10 %-label runs, 3 seeds. Defaults: the 15-epoch protocol of results/cpu (kd:0.1, added later,
 # is the control for what the teacher's outputs on the unlabelled images give by themselves);
-# scripts/run_protocol60.sh sets the 60-epoch one. Resumable: a run whose log has every planned
+# scripts/run_protocol60.sh sets the 60-epoch one. RECIPE picks the version of the methods' recipes
+# (dfkd_lib/methods.py): 1, the first, for the 15-epoch protocol; 2, the current one, for the 60-epoch. Resumable: a run whose log has every planned
 # epoch (a two-stage run's flow-only stage included) is skipped, a killed one continues from its
 # checkpoint. Only config.json, log.jsonl and data.json of each run are committed
 # (results/.gitignore); the report command rebuilds the table, and STATUS.md in the output folder
@@ -25,6 +26,7 @@ OUT=${OUT:-results/cpu}
 SEEDS=${SEEDS:-"0 1 2"}
 RUNS=${RUNS:-"scratch kd at fsp dense adv adv-dense scratch:0.1 adv-dense:0.1 kd:0.1"}
 TEACHER=${TEACHER:-resnet26_cifar10}
+RECIPE=${RECIPE:-1}
 UNTIL=${UNTIL:-}
 JOBS=${JOBS:-1}
 PROBE=${PROBE:-0}
@@ -105,7 +107,7 @@ for dir in "${dirs[@]}"; do
   fi
   teacher=(--teacher "$TEACHER")
   [ "$method" = scratch ] && [ "$PROBE" = 0 ] && teacher=()
-  cmd=(python -m dfkd_lib train --method "$method" "${teacher[@]}" --student resnet8 --dataset cifar10
+  cmd=(python -m dfkd_lib train --method "$method" --recipe "$RECIPE" "${teacher[@]}" --student resnet8 --dataset cifar10
     --epochs "$EPOCHS" --labelled-fraction "$frac" --seed "$seed" --out "$dir" --resume)
   if [ "$JOBS" -gt 1 ]; then
     mkdir -p "$dir"

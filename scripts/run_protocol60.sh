@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The 60-epoch protocol (issue "A protocol the field would accept"): ResNet-26 (the 80-epoch
-# teacher resnet26_cifar10_e80) -> ResNet-8 on CIFAR-10, 60 epochs, the recipes of dfkd_lib/methods.py,
+# teacher resnet26_cifar10_e80) -> ResNet-8 on CIFAR-10, 60 epochs, the current (second) recipes of dfkd_lib/methods.py,
 # seeds 0, 1, 2: all labels for scratch, kd, fsp, dense, adv-dense, kd-adv-dense; 10 % of the labels
 # for scratch, kd, adv-dense, kd-adv-dense. 30 runs of about 2.5 hours each at one thread: run it
 # over several sessions, two at a time; it resumes where it was cut off. Every run gets the teacher
@@ -10,6 +10,6 @@
 #   UNTIL="tomorrow 00:20" JOBS=2 bash scripts/run_protocol60.sh   # start nothing after 00:20
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EPOCHS=60 OUT=${OUT:-results/cpu60} TEACHER=${TEACHER:-resnet26_cifar10_e80} PROBE=1 \
+EPOCHS=60 RECIPE=2 OUT=${OUT:-results/cpu60} TEACHER=${TEACHER:-resnet26_cifar10_e80} PROBE=1 \
   RUNS=${RUNS:-"scratch kd fsp dense adv-dense kd-adv-dense scratch:0.1 kd:0.1 adv-dense:0.1 kd-adv-dense:0.1"} \
   exec bash scripts/run_cpu_protocol.sh

@@ -23,8 +23,8 @@ import golden_recipes  # noqa: E402
 # The first version's recipes, spelled out: the golden values were made with them
 V1 = {
     "scratch": {},
-    "kd": {},
-    "at": {},
+    "kd": {"ce_weight": 0.1, "kd_weight": 0.9, "temperature": 4.0},
+    "at": {"at_beta": 1000.0},
     "dense": {"pairs": "dense", "lambda_flow": 5e-4},
     "adv": {"pairs": "dense", "lambda_adv": 0.01, "spectral_norm": True, "d_hidden": (64, 32)},
     "adv-dense": {"pairs": "dense", "lambda_flow": 5e-4, "lambda_adv": 0.01, "spectral_norm": True,
@@ -42,18 +42,39 @@ def teacher(tmp_path_factory):
     return str(path)
 
 
-def test_the_first_versions_recipes_give_the_numbers_they_gave_before_the_refactor(monkeypatch):
+def test_the_first_versions_recipes_give_the_numbers_they_gave_before_the_refactor():
     """tests/golden/recipes.json was written by the engine before methods became one definition each."""
     for name, options in V1.items():
-        monkeypatch.setitem(M.RECIPES, name, {**M.RECIPES[name], **options})
+        assert M.METHODS[name].recipe_of(1) == options, name
     golden = json.loads(golden_recipes.GOLDEN.read_text())
-    now = golden_recipes.runs()
+    now = golden_recipes.runs(recipe=1)
     assert set(now) == set(golden)
     for method in golden:
         for old, new in zip(golden[method], now[method], strict=True):
             assert set(old) == set(new), method
             for key in old:
                 assert new[key] == pytest.approx(old[key], rel=1e-5, abs=1e-7), (method, key)
+
+
+def test_recipe_versions():
+    """The current recipes are the screen's choices; version 1 is still there, from code and command line."""
+    v2 = config_for("adv-dense", teacher="t")
+    assert (v2.flow_norm, v2.flow_grad_ratio, v2.d_input, v2.lambda_adv, v2.d_r1, v2.d_every) == (
+        "teacher", 0.3, "unit", 1.0, 1.0, 2)  # fmt: skip
+    v1 = config_for("adv-dense", recipe=1, teacher="t")
+    assert (v1.flow_norm, v1.flow_grad_ratio, v1.lambda_flow, v1.d_input, v1.lambda_adv) == (
+        "none", None, 5e-4, "raw", 0.01)  # fmt: skip
+    assert config_for("scratch", recipe=1) == config_for("scratch")  # unchanged methods have one recipe
+    kd_adv = config_for("kd-adv-dense", teacher="t")
+    assert (kd_adv.kd_weight, kd_adv.flow_grad_ratio, kd_adv.d_input) == (0.9, 0.3, "unit")
+    with pytest.raises(ValueError, match="recipe version"):
+        config_for("dense", recipe=3)
+    from dfkd_lib.cli import build_config
+
+    args = ["train", "--method", "dense", "--teacher", "t"]
+    assert build_config(make_parser().parse_args(args)).flow_norm == "teacher"
+    assert build_config(make_parser().parse_args([*args, "--recipe", "1"])).lambda_flow == 5e-4
+    assert build_config(make_parser().parse_args([*args, "--recipe", "1", "--lambda-flow", "1e-3"])).lambda_flow == 1e-3
 
 
 def test_every_method_is_one_definition_that_everything_reads():

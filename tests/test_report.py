@@ -133,3 +133,25 @@ def test_headline_needs_every_method_with_enough_seeds(tmp_path):
     assert headline(summarise(runs), min_seeds=1)["kd"].last_mean == 75
     found = headline(summarise(runs), methods=("adv-dense", "scratch"))
     assert found["adv-dense"].last_mean == pytest.approx(72.0) and found["scratch"].n == 3
+
+
+def test_the_committed_15_epoch_protocol_runs_have_the_first_recipes_options():
+    """A recipe change must not silently drop committed runs from chapter 7: every log of results/cpu
+    has the options of its method's first-version recipe (options the engine learnt later read as
+    what the engine did then; fsp's first two-stage run has no stage1_lr and keeps that apart)."""
+    import dataclasses
+    from pathlib import Path
+
+    from dfkd_lib.report import run_options
+    from dfkd_lib.train import config_for
+
+    runs = load_runs(Path(__file__).resolve().parent.parent / "results" / "cpu")
+    assert len(runs) == 30
+    for r in runs:
+        teacher = {} if r.method == "scratch" else {"teacher": "resnet26_cifar10"}
+        cfg = config_for(r.method, recipe=1, student="resnet8", dataset="cifar10", epochs=15,
+                         labelled_fraction=r.labelled_fraction, **teacher)  # fmt: skip
+        want = run_options(json.loads(json.dumps(dataclasses.asdict(cfg))))
+        if r.method == "fsp":
+            assert "stage1_lr" not in r.options and want.pop("stage1_lr") == 0.01
+        assert r.options == want, r.path

@@ -59,7 +59,7 @@ def test_protocol_runs_each_spec_with_the_right_options(tmp_path):
     scratch, kd = runs
     assert "--method scratch" in scratch and "--teacher" not in scratch
     assert f"--out {out}/scratch-lf1.0-s0" in scratch and "--labelled-fraction 1.0" in scratch
-    assert "--method kd --teacher resnet26_cifar10" in kd and "--labelled-fraction 0.1" in kd
+    assert "--method kd --recipe 1 --teacher resnet26_cifar10" in kd and "--labelled-fraction 0.1" in kd
     assert "--epochs 2" in kd and "--seed 0" in kd and "--resume" in kd
     assert calls[-1].endswith(f"-m dfkd_lib report --runs {out}")  # the table is rebuilt at the end
 
@@ -101,6 +101,7 @@ def test_protocol60_plans_ten_runs_a_seed_with_the_teacher_for_all(tmp_path):
     assert proc.returncode == 0, proc.stderr
     runs = trains(calls)
     assert len(runs) == 10 and all("--epochs 60" in c and "--teacher resnet26_cifar10_e80" in c for c in runs)
+    assert all("--recipe 2 " in c for c in runs)  # the current recipes (the 15-epoch protocol: --recipe 1)
     assert [c.split("--method ")[1].split()[0] for c in runs if "--labelled-fraction 0.1" in c] == [
         "scratch", "kd", "adv-dense", "kd-adv-dense"]  # fmt: skip
     assert "0 of 10 runs done" in (out / "STATUS.md").read_text()
@@ -129,7 +130,7 @@ def test_objective_search_settings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     scratch, sparse = trains(calls)
     assert "--method scratch" in scratch and "--teacher" not in scratch
-    assert "--method dense --pairs sparse --lambda-flow 1e-3 --teacher resnet26_cifar10" in sparse
+    assert "--recipe 1 --method dense --pairs sparse --lambda-flow 1e-3 --teacher resnet26_cifar10" in sparse
     assert f"--epochs 4 --seed 0 --out {out}/dense-sparse --resume" in sparse
 
 
