@@ -14,7 +14,7 @@ from .losses import at_loss, discriminator_loss, flow_loss, generator_loss, kd_l
 from .methods import METHODS, RECIPES, Method
 from .models import cifar_resnet, count_macs, count_parameters, model_from_name
 from .pretrained import load_pretrained, load_teacher
-from .train import TrainConfig, config_for, evaluate, train
+from .train import TrainConfig, config_for, evaluate, measure_lambda_flow, train
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,6 @@ __all__ = [
     "FlowDiscriminators",
     "kd_loss", "flow_loss", "at_loss", "discriminator_loss", "generator_loss",
     "load_cifar", "get_loaders", "make_synthetic",
-    "METHODS", "RECIPES", "Method", "TrainConfig", "config_for", "train", "evaluate",
+    "METHODS", "RECIPES", "Method", "TrainConfig", "config_for", "measure_lambda_flow", "train", "evaluate",
     "save_model", "load_model", "load_pretrained", "load_teacher",
 ]  # fmt: skip

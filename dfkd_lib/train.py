@@ -52,6 +52,7 @@ __all__ = [
     "TrainResult",
     "NonFiniteLossError",
     "config_for",
+    "measure_lambda_flow",
     "pick_device",
     "evaluate",
     "train",
@@ -831,6 +832,16 @@ def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
     parts.append(accs + f" test {rec['test_acc']:.1f}%")
     parts.append(f"{rec['images_per_s']:.0f} img/s")
     return " | ".join(parts)
+
+
+def measure_lambda_flow(cfg: TrainConfig, loaders: Loaders | None = None, teacher: nn.Module | None = None) -> float:
+    """The flow weight a run of ``cfg`` trains with: ``cfg.lambda_flow``, or where ``flow_grad_ratio``
+    is set, the weight the gradient rule measures at the start (the same first batches and the same
+    seeded student as :func:`train` uses, so the same value; ``lambda_flow`` in its log). ``loaders``
+    and ``teacher`` as in :func:`train`."""
+    run = _Run(cfg, loaders, teacher, progress=False)
+    run.calibrate()
+    return float(run.lambda_flow)
 
 
 def train(

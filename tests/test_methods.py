@@ -14,7 +14,7 @@ from dfkd_lib import methods as M
 from dfkd_lib.checkpoint import save_model
 from dfkd_lib.cli import make_parser
 from dfkd_lib.report import load_runs, planned_epochs, summarise
-from dfkd_lib.train import _Run, config_for, train
+from dfkd_lib.train import _Run, config_for, measure_lambda_flow, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "scripts"))
@@ -165,6 +165,9 @@ def test_the_gradient_rule_sets_lambda_flow_to_the_asked_ratio(teacher):
         ratios_num.append(torch.sqrt(sum(g.pow(2).sum() for g in g_f if g is not None)))
         ratios_den.append(torch.sqrt(sum(g.pow(2).sum() for g in g_ce if g is not None)))
     assert float(torch.stack(ratios_num).mean() / torch.stack(ratios_den).mean()) == pytest.approx(0.5, rel=1e-4)
+    # what the chapters call: the same weight, and the one the run then logs
+    assert measure_lambda_flow(cfg) == pytest.approx(lam, rel=1e-6)
+    assert train(cfg, progress=False, verbose=False).history[0]["lambda_flow"] == pytest.approx(lam, rel=1e-6)
 
 
 def test_discriminator_options(teacher):
