@@ -520,6 +520,8 @@ class _Run:
         mine, theirs = self.cfg.to_dict(), ck["config"]
         # epochs is checked: the learning-rate schedule and the two stages are laid out over it
         ignore = {"resume", "out_dir", "device", "data_dir", "download"}
+        if mine.get("flow_grad_ratio") is not None:  # the rule sets the weight; the configured one is unused
+            ignore.add("lambda_flow")
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if k not in ignore and theirs.get(k) != v}
         if diff:
             raise CheckpointError(f"cannot resume {path}: its config differs in {diff} (checkpoint value, new value)")

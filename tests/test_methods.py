@@ -231,3 +231,15 @@ def test_the_screen_script_knows_its_settings():
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "method_screen.sh")], env={"SETTINGS": "nonsense",
                           "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and "unknown setting: nonsense" in proc.stderr
+
+
+def test_resume_ignores_the_configured_lambda_flow_when_the_gradient_rule_sets_it(teacher, tmp_path):
+    """Recipes of the first version carried lambda_flow = 5e-4 under runs that set it by the rule;
+    such a run resumes under today's recipe (lambda_flow 0, unused) but not with another ratio."""
+    opts = dict(teacher=teacher, out_dir=str(tmp_path / "r"), flow_grad_ratio=0.3, **BASE)
+    train(config_for("dense", epochs=1, lambda_flow=5e-4, **opts), progress=False, verbose=False)
+    res = train(config_for("dense", epochs=1, lambda_flow=0.0, resume=True, **opts), progress=False, verbose=False)
+    assert len(res.history) == 1
+    with pytest.raises(Exception, match="flow_grad_ratio"):
+        train(config_for("dense", epochs=1, resume=True, **{**opts, "flow_grad_ratio": 1.0}), progress=False,
+              verbose=False)  # fmt: skip
