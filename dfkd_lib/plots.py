@@ -965,6 +965,10 @@ def plot_method_schematic(
     lambda_adv: float,
     gan_loss: str = "bce",
     labels: tuple[str, str] = ("teacher", "student"),
+    *,
+    flow_grad_ratio: float | None = None,
+    flow_norm: str = "none",
+    d_input: str = "raw",
 ) -> Figure:
     """The method in one picture, drawn from the same objects the library trains with.
 
@@ -981,6 +985,12 @@ def plot_method_schematic(
         lambda_flow, lambda_adv: the weights of the flow and adversarial terms.
         gan_loss: the GAN loss named in the legend.
         labels: names of the two networks.
+        flow_grad_ratio: where set, ``lambda_flow`` is measured at the start of a run by the
+            gradient rule (``TrainConfig.flow_grad_ratio``): the legend names the ratio instead of
+            a weight (``lambda_flow`` is then not shown).
+        flow_norm: ``"teacher"`` writes the flow term as each item's error relative to the
+            teacher's matrix, as ``TrainConfig.flow_norm`` does; ``"none"`` as the plain distance.
+        d_input: ``"unit"`` says that the discriminators read each matrix over its own norm.
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -1039,9 +1049,14 @@ def plot_method_schematic(
     top, bottom = y_t + 1.2, y_s - 1.6
     ys_d = np.linspace(top, bottom, k_items) if k_items > 1 else np.array([(top + bottom) / 2])
     ax.text(x_d + 0.45, top + 0.75, "one discriminator per item", ha="center", fontsize=10)
-    ax.text(x_d + 0.45, top + 0.4, "reads $G^T_k$ (real) or $G^S_k$ (fake)", ha="center", fontsize=9,
-            color="#555555")  # fmt: skip
-    ax.text(width / 2, (y_t + y_s) / 2 - 0.15, "flow term: $\\Vert G^T_k - G^S_k \\Vert_F^2$ for every item and image",
+    reads = "reads $G^T_k$ (real) or $G^S_k$ (fake)"
+    if d_input == "unit":
+        reads = "reads $G^T_k / \\Vert G^T_k \\Vert_F$ (real) or $G^S_k / \\Vert G^S_k \\Vert_F$ (fake)"
+    ax.text(x_d + 0.45, top + 0.4, reads, ha="center", fontsize=9, color="#555555")
+    dist = "\\Vert G^T_k - G^S_k \\Vert_F^2"
+    if flow_norm == "teacher":
+        dist = "\\Vert G^T_k - G^S_k \\Vert_F^2 / \\Vert G^T_k \\Vert_F^2"
+    ax.text(width / 2, (y_t + y_s) / 2 - 0.15, f"flow term: ${dist}$ for every item and image",
             ha="center", va="center", fontsize=9, bbox={"fc": "white", "ec": "none", "pad": 2})  # fmt: skip
     for k, ((a, b), yd) in enumerate(zip(pairs, ys_d)):
         color = _ITEM_COLORS[k % len(_ITEM_COLORS)]
@@ -1056,12 +1071,15 @@ def plot_method_schematic(
     # the objective, with the weights in use
     ax.text(xs[-1] + 0.35, y_s, r"$\rightarrow\ \hat y_S$", va="center", fontsize=11)
     eq = (r"$\mathcal{L}_S = \mathrm{CE}(y, \hat y_S)"
-          r" + \lambda_F \sum_k \Vert G^T_k - G^S_k \Vert_F^2"
+          r" + \lambda_F \sum_k " + dist +
           r" + \lambda_A \sum_k \mathcal{L}_G(D_k(G^S_k))$")  # fmt: skip
     ax.text(width / 2 + 1.0, y_s - 3.05, eq, ha="center", fontsize=15)
+    lam_f = f"$\\lambda_F$ = {lambda_flow:g}"
+    if flow_grad_ratio is not None:
+        lam_f = f"$\\lambda_F$ by gradient ratio {flow_grad_ratio:g} (measured at the start)"
     ax.text(width / 2 + 1.0, y_s - 3.45,
             f"cross-entropy: labelled images only;  the other two terms: every image, no labels\n"
-            f"$\\lambda_F$ = {lambda_flow:g},  $\\lambda_A$ = {lambda_adv:g},  GAN loss {gan_loss}",
+            f"{lam_f},  $\\lambda_A$ = {lambda_adv:g},  GAN loss {gan_loss}",
             ha="center", va="top", fontsize=10, color="#555555")  # fmt: skip
     ax.set_xlim(-2.0, x_d + 1.9)
     ax.set_ylim(y_s - 4.2, y_t + 2.1)

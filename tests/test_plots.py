@@ -161,3 +161,23 @@ def test_method_schematic_draws_every_item_in_both_networks_and_one_discriminato
     assert any("0.0005" in t and "0.01" in t for t in texts)  # the weights in use
     with pytest.raises(ValueError, match="pairs"):
         plots.plot_method_schematic(["a", "b"], [0, 1], ["a", "b"], [0, 1], [0, 1], [(1, 0)], 1, 1)
+
+
+def test_method_schematic_names_the_gradient_rule_and_the_normalised_terms_of_the_second_recipes():
+    from dfkd_lib.flow import align_taps, make_flow_plan
+    from dfkd_lib.train import config_for
+
+    teacher, student = cifar_resnet(26), cifar_resnet(8)
+    plan = make_flow_plan(teacher, student, pairs="dense")
+    cfg = config_for("adv-dense")
+    fig = plots.plot_method_schematic(
+        teacher.tap_names(), teacher.tap_stages, student.tap_names(), student.tap_stages,
+        align_taps(teacher.blocks_per_stage, student.blocks_per_stage), plan.pairs,
+        cfg.lambda_flow, cfg.lambda_adv, cfg.gan_loss, flow_grad_ratio=cfg.flow_grad_ratio,
+        flow_norm=cfg.flow_norm, d_input=cfg.d_input,
+    )  # fmt: skip
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(f"gradient ratio {cfg.flow_grad_ratio:g}" in t for t in texts)
+    assert not any("$\\lambda_F$ = 0" in t for t in texts)  # the configured weight is unused
+    assert sum("/ \\Vert G^T_k \\Vert_F^2" in t for t in texts) == 2  # the flow term and the objective
+    assert any("/ \\Vert G^S_k \\Vert_F$ (fake)" in t for t in texts)  # unit inputs
