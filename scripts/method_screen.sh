@@ -5,6 +5,8 @@
 # Every run gets the teacher, so that runs without a flow term log the flow distances as a probe.
 # Resumable: a run whose log is complete is skipped, a killed one continues from its checkpoint.
 # Logs land in results/method-screen/<setting>-s<seed>/ (config.json, log.jsonl, data.json).
+# The settings spell out their options on top of the first version's recipes (--recipe 1), as they
+# ran; the second version's recipes were then set from this screen.
 #
 #   bash scripts/method_screen.sh                                  # every setting, seeds 0 and 1
 #   SETTINGS="scratch kd" SEEDS="0" bash scripts/method_screen.sh  # a subset
@@ -70,7 +72,7 @@ for seed in $SEEDS; do
     mkdir -p "$dir"
     echo "=== $dir (console: $dir/console.log)"
     # shellcheck disable=SC2086
-    python -m dfkd_lib train ${ARGS[$name]} --teacher "$TEACHER" --student resnet8 --dataset cifar10 \
+    python -m dfkd_lib train --recipe 1 ${ARGS[$name]} --teacher "$TEACHER" --student resnet8 --dataset cifar10 \
       --epochs "$EPOCHS" --seed "$seed" --out "$dir" --resume > "$dir/console.log" 2>&1 &
   done
 done

@@ -138,3 +138,18 @@ def test_search_rejects_an_unknown_setting(tmp_path):
     proc, calls = run_script(tmp_path, "adv_search.sh", OUT=str(tmp_path / "s"), SETTINGS="dense no-such-setting")
     assert proc.returncode == 2 and "unknown setting: no-such-setting" in proc.stderr
     assert not trains(calls)  # every name is checked before anything runs
+
+
+def test_method_screen_runs_its_settings_on_the_first_recipes_with_the_teacher(tmp_path):
+    out = tmp_path / "screen"
+    done = out / "fsp-v2-s0"  # a two-stage setting is done only with its flow-only epochs logged too
+    done.mkdir(parents=True)
+    (done / "log.jsonl").write_text("{}\n" * 10)
+    proc, calls = run_script(tmp_path, "method_screen.sh", OUT=str(out), SEEDS="0",
+                             SETTINGS="scratch dense-v1 fsp-v2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    runs = trains(calls)
+    assert len(runs) == 2 and "done already" in proc.stdout
+    assert all(c.split("train ")[1].startswith("--recipe 1 --method ") for c in runs)
+    assert all("--teacher resnet26_cifar10 " in c for c in runs)  # scratch too: the flow probe
+    assert "--lambda-flow 5e-4 --flow-norm none" in runs[1]
