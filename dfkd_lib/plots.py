@@ -34,6 +34,8 @@ __all__ = [
     "plot_tap_alignment",
     "plot_gram_blocks",
     "plot_grouped_bars",
+    "plot_flow_distance_by_item",
+    "plot_discriminator_over_time",
 ]
 
 #: Colour of each tap stage: stem, stage 1, stage 2, stage 3 (colour-blind safe, Okabe-Ito).
@@ -1085,4 +1087,133 @@ def plot_method_schematic(
     ax.set_ylim(y_s - 4.2, y_t + 2.1)
     ax.axis("off")
     stage_legend(fig, teacher_stages)
+    return fig
+
+
+def _seed_mean(values: Sequence[Sequence[float]]) -> np.ndarray:
+    """The mean over seeds (rows) of equally long rows of values."""
+    rows = [list(map(float, v)) for v in values]
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError("every seed needs the same number of values")
+    return np.mean(np.array(rows), axis=0)
+
+
+def plot_flow_distance_by_item(
+    distances: Mapping[str, Sequence[Sequence[float]]],
+    item_names: Sequence[str],
+    reference: str | None = "scratch",
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """Each flow item's distance to the teacher at one epoch, per method, against a reference.
+
+    Args:
+        distances: ``{method: one row per seed of the items' relative distances}``, e.g. the
+            ``flow_dist`` of each seed's last log line.
+        item_names: the name of each item (the row length).
+        reference: the method the others are measured against (``scratch``: what cross-entropy
+            alone closes); drawn dashed, and, when present, a right panel shows every other
+            method's mean over the reference's mean, item by item (below 1: closer to the teacher
+            than the reference).
+        title: figure title.
+        colors: ``{method: colour}`` (default: matplotlib's cycle).
+
+    Left: the mean over seeds (line) and every seed (small dots). The line of method ``m`` is
+    labelled ``m``; its y data is that mean.
+    """
+    groups = {k: [list(map(float, v)) for v in vs] for k, vs in distances.items() if len(vs)}
+    if not groups:
+        raise ValueError("distances needs at least one method with a row")
+    for name, rows in groups.items():
+        if any(len(r) != len(item_names) for r in rows):
+            raise ValueError(f"{name}: every row needs {len(item_names)} items")
+    ref = reference if reference in groups else None
+    fig, axes = plt.subplots(1, 2 if ref else 1, figsize=(11.5 if ref else 6.5, 4.2), layout="constrained",
+                             squeeze=False)  # fmt: skip
+    ax = axes[0, 0]
+    x = np.arange(len(item_names))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = {k: (colors or {}).get(k, cycle[i % len(cycle)]) for i, k in enumerate(groups)}
+    means = {k: _seed_mean(rows) for k, rows in groups.items()}
+    for name, rows in groups.items():
+        style = {"color": "black", "ls": "--", "lw": 2.2} if name == ref else {"color": palette[name], "lw": 1.6}
+        ax.plot(x, means[name], marker="o", ms=5, label=f"{name} (n={len(rows)})", **style)
+        for r in rows:
+            ax.plot(x, r, "o", ms=3, alpha=0.5, color=style["color"], label="_seed")
+    ax.set_xticks(x, list(item_names))
+    _slant_xticks(ax, 30)
+    ax.set_ylabel("relative flow distance to the teacher")
+    ax.set_title("mean over seeds (line), seeds (dots)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    if ref:
+        ax2 = axes[0, 1]
+        ax2.axhline(1.0, color="black", ls="--", lw=1.5, label=ref)
+        for name in groups:
+            if name != ref:
+                ax2.plot(x, means[name] / means[ref], marker="o", ms=5, color=palette[name], label=name)
+        ax2.set_xticks(x, list(item_names))
+        _slant_xticks(ax2, 30)
+        ax2.set_ylabel(f"distance / {ref}'s distance")
+        ax2.set_title(f"against {ref}: below 1 is closer to the teacher")
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _epoch_means(logs: Sequence[Sequence[Mapping[str, Any]]], value: Any) -> tuple[list[int], list[float]]:
+    """The epochs that every log has a value for, and the mean over logs of ``value(record)`` there
+    (``value`` returns None where a record has nothing)."""
+    per_log = [{rec["epoch"]: v for rec in log if (v := value(rec)) is not None} for log in logs]
+    epochs = sorted(set.intersection(*(set(d) for d in per_log))) if per_log else []
+    return epochs, [float(np.mean([d[e] for d in per_log])) for e in epochs]
+
+
+def plot_discriminator_over_time(
+    logs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """The discriminators over training: their accuracy on real and fake flows, and their margin.
+
+    Args:
+        logs: ``{method: one log per seed}``, a log being the records of ``log.jsonl`` (one dict
+            per epoch with ``epoch``, ``d_acc_real``, ``d_acc_fake``, ``d_logit_real``,
+            ``d_logit_fake``). Epochs without these fields (a flow-only stage) are skipped; the
+            means are over the seeds, at the epochs that every seed has.
+        title: figure title.
+        colors: ``{method: colour}`` (default: matplotlib's cycle).
+
+    Left: accuracy on the teacher's flows (real, solid, labelled ``<method>: real``) and on the
+    student's (fake, dashed, ``<method>: fake``), in %; 50 % is a critic that cannot tell them
+    apart. Right: the margin, mean logit on real minus mean logit on fake (labelled ``<method>``):
+    how sure the critics are, which accuracy does not say.
+    """
+    groups = {k: list(v) for k, v in logs.items() if len(v)}
+    if not groups:
+        raise ValueError("logs needs at least one method with a log")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, runs) in enumerate(groups.items()):
+        color = (colors or {}).get(name, cycle[i % len(cycle)])
+        for key, ls in (("real", "-"), ("fake", "--")):
+            e, v = _epoch_means(runs, lambda r, k=f"d_acc_{key}": r.get(k))
+            ax.plot(e, v, ls=ls, color=color, label=f"{name}: {key}")
+        e, v = _epoch_means(runs, lambda r: r["d_logit_real"] - r["d_logit_fake"] if "d_logit_real" in r else None)
+        ax2.plot(e, v, color=color, marker="o", ms=3, label=name)
+    ax.axhline(50, color="grey", ls=":", lw=1)
+    ax.set_ylabel("discriminator accuracy (%)")
+    ax.set_title("on real (solid) and fake (dashed) flows, mean over seeds")
+    ax2.axhline(0, color="grey", ls=":", lw=1)
+    ax2.set_ylabel("mean logit, real − fake")
+    ax2.set_title("margin: how sure the critics are")
+    for a in (ax, ax2):
+        a.set_xlabel("epoch")
+        a.xaxis.get_major_locator().set_params(integer=True)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
     return fig

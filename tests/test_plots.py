@@ -181,3 +181,55 @@ def test_method_schematic_names_the_gradient_rule_and_the_normalised_terms_of_th
     assert not any("$\\lambda_F$ = 0" in t for t in texts)  # the configured weight is unused
     assert sum("/ \\Vert G^T_k \\Vert_F^2" in t for t in texts) == 2  # the flow term and the objective
     assert any("/ \\Vert G^S_k \\Vert_F$ (fake)" in t for t in texts)  # unit inputs
+
+
+def _line(ax, label):
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return line
+
+
+def test_flow_distance_by_item_plots_the_seed_means_and_the_ratio_to_the_reference():
+    dists = {"scratch": [[1.0, 2.0, 4.0], [3.0, 2.0, 2.0]], "dense": [[0.5, 1.0, 1.5], [1.5, 1.0, 1.5]]}
+    fig = plots.plot_flow_distance_by_item(dists, ["a", "b", "c"])
+    left, right = fig.axes
+    np.testing.assert_allclose(_line(left, "scratch (n=2)").get_ydata(), [2.0, 2.0, 3.0])
+    np.testing.assert_allclose(_line(left, "dense (n=2)").get_ydata(), [1.0, 1.0, 1.5])
+    seeds = [ln.get_ydata() for ln in left.get_lines() if ln.get_label() == "_seed"]
+    assert len(seeds) == 4 and [1.0, 2.0, 4.0] in [list(s) for s in seeds]
+    np.testing.assert_allclose(_line(right, "dense").get_ydata(), [0.5, 0.5, 0.5])
+    assert [t.get_text() for t in left.get_xticklabels()] == ["a", "b", "c"]
+    # without the reference: one panel
+    assert len(plots.plot_flow_distance_by_item({"dense": dists["dense"]}, ["a", "b", "c"]).axes) == 1
+    with pytest.raises(ValueError, match="3 items"):
+        plots.plot_flow_distance_by_item({"kd": [[1.0, 2.0]]}, ["a", "b", "c"])
+
+
+def test_flow_distance_by_item_reads_the_method_screen_logs():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results" / "method-screen"
+    logs = {m: [json.loads((root / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()[-1]) for s in (0, 1)]
+            for m in ("scratch", "kd")}  # fmt: skip
+    fig = plots.plot_flow_distance_by_item({m: [r["flow_dist"] for r in rs] for m, rs in logs.items()},
+                                           [f"item {k}" for k in range(6)])  # fmt: skip
+    want = np.mean([r["flow_dist"] for r in logs["kd"]], axis=0)
+    np.testing.assert_allclose(_line(fig.axes[0], "kd (n=2)").get_ydata(), want)
+
+
+def test_discriminator_over_time_averages_seeds_at_shared_epochs_and_skips_flow_only_epochs():
+    def rec(epoch, real, fake, lr, lf):
+        return {"epoch": epoch, "d_acc_real": real, "d_acc_fake": fake, "d_logit_real": lr, "d_logit_fake": lf}
+
+    seed0 = [{"epoch": 1, "loss_flow": 0.3}, rec(2, 60, 80, 1.0, -1.0), rec(3, 70, 90, 2.0, -1.0)]
+    seed1 = [{"epoch": 1, "loss_flow": 0.3}, rec(2, 80, 100, 0.0, 0.0)]  # cut off after epoch 2
+    fig = plots.plot_discriminator_over_time({"adv-dense": [seed0, seed1]})
+    acc, margin = fig.axes
+    real = _line(acc, "adv-dense: real")
+    assert list(real.get_xdata()) == [2] and list(real.get_ydata()) == [70.0]
+    assert list(_line(acc, "adv-dense: fake").get_ydata()) == [90.0]
+    assert list(_line(margin, "adv-dense").get_ydata()) == [1.0]  # (2 + 0) / 2
+    one = plots.plot_discriminator_over_time({"adv-dense": [seed0]})
+    assert list(_line(one.axes[1], "adv-dense").get_ydata()) == [2.0, 3.0]
+    with pytest.raises(ValueError):
+        plots.plot_discriminator_over_time({})
