@@ -15,6 +15,7 @@
 #                                                       # syntax; after midnight: "tomorrow 02:00")
 #   JOBS=2 bash scripts/run_cpu_protocol.sh             # two runs at a time, one thread each on 2 cores
 #   PROBE=1 bash scripts/run_cpu_protocol.sh            # scratch gets the teacher too, as a flow probe
+#   STATUS_ONLY=1 bash scripts/run_protocol60.sh        # rewrite STATUS.md from the logs, train nothing
 #
 # With JOBS > 1 each run's console output goes to console.log in its folder, and every run gets
 # nproc / JOBS threads unless OMP_NUM_THREADS is set. On 2 cores, two one-thread runs side by side
@@ -84,6 +85,12 @@ n = len((d / "log.jsonl").read_text().splitlines())
 sys.exit(0 if n >= planned_epochs(json.loads((d / "config.json").read_text())) else 1)
 PY
 }
+
+if [ "${STATUS_ONLY:-0}" = 1 ]; then  # only write STATUS.md (say, while runs go on) and show it
+  write_status
+  cat "$OUT/STATUS.md"
+  exit 0
+fi
 
 failed=0
 pids=()  # background runs (JOBS > 1), waited for one by one at the end

@@ -153,3 +153,15 @@ def test_method_screen_runs_its_settings_on_the_first_recipes_with_the_teacher(t
     assert all(c.split("train ")[1].startswith("--recipe 1 --method ") for c in runs)
     assert all("--teacher resnet26_cifar10 " in c for c in runs)  # scratch too: the flow probe
     assert "--lambda-flow 5e-4 --flow-norm none" in runs[1]
+
+
+def test_status_only_writes_the_status_and_trains_nothing(tmp_path):
+    out = tmp_path / "out"
+    run = out / "scratch-lf1.0-s0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "scratch", "epochs": 60}))
+    (run / "log.jsonl").write_text("{}\n" * 7)
+    proc, calls = run_script(tmp_path, "run_protocol60.sh", OUT=str(out), SEEDS="0", STATUS_ONLY="1")
+    assert proc.returncode == 0, proc.stderr
+    assert not trains(calls) and "0 of 10 runs done" in proc.stdout
+    assert "| scratch-lf1.0-s0 | 7 / 60 | running or cut off |" in (out / "STATUS.md").read_text()
