@@ -2,8 +2,9 @@
 # The 60-epoch protocol (issue "A protocol the field would accept"): ResNet-26 (the 80-epoch
 # teacher resnet26_cifar10_e80) -> ResNet-8 on CIFAR-10, 60 epochs, the current (second) recipes of dfkd_lib/methods.py,
 # seeds 0, 1, 2: all labels for scratch, kd, fsp, dense, adv-dense, kd-adv-dense; 10 % of the labels
-# for scratch, kd, adv-dense, kd-adv-dense. 30 runs of about 2.5 hours each at one thread: run it
-# over several sessions, two at a time; it resumes where it was cut off. Every run gets the teacher
+# for scratch, kd, adv-dense, kd-adv-dense. 30 runs; two at a time at one thread each, on 2 cores
+# scratch trains about 1,070 images/s (about 50 minutes a run), kd about 550 (about 90 minutes), the
+# flow and adversarial methods less: plan it over several sessions; it resumes where it was cut off. Every run gets the teacher
 # (scratch too, as a probe of the flow distances). Results and STATUS.md: results/cpu60/.
 #
 #   JOBS=2 bash scripts/run_protocol60.sh
