@@ -195,7 +195,10 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _setting(r: RunSummary) -> str:
-    return f"{r.student}, {r.dataset}, {r.epochs_planned} epochs"
+    """Student, data set and epochs of cross-entropy: a two-stage run's flow-only stage on top of its
+    epochs (fsp since the equal budgets) leaves it in the setting of the one-stage runs it is
+    compared with."""
+    return f"{r.student}, {r.dataset}, {r.options.get('epochs', r.epochs_planned)} epochs"
 
 
 def summarise(runs: list[RunSummary], complete_only: bool = True) -> list[GroupSummary]:

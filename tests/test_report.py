@@ -70,6 +70,19 @@ def test_runs_with_other_settings_are_not_averaged(tmp_path):
     assert "several settings" in comparisons(list(groups.values()))[0]
 
 
+def test_a_two_stage_run_shares_the_setting_of_its_epochs_of_cross_entropy(tmp_path):
+    for seed in range(2):  # fsp with equal budgets: 2 flow-only epochs on top of 3 of cross-entropy
+        write_run(tmp_path, f"f{seed}", "fsp", seed, [10, 10, 80, 85, 86 + seed], [10, 10, 80, 85, 86],
+                  epochs=3, two_stage=True, stage1_epochs=2, stage1_lr=0.01)  # fmt: skip
+        write_run(tmp_path, f"a{seed}", "adv-dense", seed, [80, 85, 88 + seed], [80, 85, 88])
+    runs = load_runs(tmp_path)
+    assert {r.epochs_planned for r in runs if r.method == "fsp"} == {5} and all(r.complete for r in runs)
+    groups = summarise(runs)
+    assert {g.setting for g in groups} == {"resnet8, cifar10, 3 epochs"}
+    assert "| setting " not in table_markdown(groups)
+    assert comparisons(groups)[0].startswith("adv-dense - fsp = +2.00 points (last epoch, 2 vs 2 seeds)")
+
+
 def test_comparisons_use_the_setting_that_has_adv_dense(tmp_path):
     write_run(tmp_path, "t", "scratch", 0, [90], [90], student="resnet26")  # a teacher: another setting
     write_run(tmp_path, "a", "adv-dense", 0, [82], [82])
