@@ -1109,7 +1109,8 @@ def plot_flow_distance_by_item(
 
     Args:
         distances: ``{method: one row per seed of the items' relative distances}``, e.g. the
-            ``flow_dist`` of each seed's last log line.
+            ``flow_dist`` of each seed's last log line; NaN for an item a method does not have (fsp's
+            sparse pairs among the dense ones), which is then not drawn.
         item_names: the name of each item (the row length).
         reference: the method the others are measured against (``scratch``: what cross-entropy
             alone closes); drawn dashed, and, when present, a right panel shows every other

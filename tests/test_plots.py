@@ -202,6 +202,10 @@ def test_flow_distance_by_item_plots_the_seed_means_and_the_ratio_to_the_referen
     assert len(plots.plot_flow_distance_by_item({"dense": dists["dense"]}, ["a", "b", "c"]).axes) == 1
     with pytest.raises(ValueError, match="3 items"):
         plots.plot_flow_distance_by_item({"kd": [[1.0, 2.0]]}, ["a", "b", "c"])
+    # an item a method has not: NaN, left out of its line and of its ratio
+    nan = float("nan")
+    fig = plots.plot_flow_distance_by_item({**dists, "fsp": [[1.0, nan, 1.5], [3.0, nan, 1.5]]}, ["a", "b", "c"])
+    np.testing.assert_allclose(_line(fig.axes[1], "fsp").get_ydata(), [1.0, nan, 0.5])
 
 
 def test_flow_distance_by_item_reads_the_method_screen_logs():
