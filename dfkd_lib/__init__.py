@@ -13,7 +13,7 @@ from .flow import align_taps, dense_flows, flows_loop, fsp_matrix, make_flow_pla
 from .losses import at_loss, discriminator_loss, flow_loss, generator_loss, kd_loss
 from .methods import METHODS, RECIPES, Method
 from .models import cifar_resnet, count_macs, count_parameters, model_from_name
-from .pretrained import load_pretrained, load_teacher
+from .pretrained import load_pretrained, load_student, load_teacher
 from .train import TrainConfig, config_for, evaluate, measure_lambda_flow, train
 
 __version__ = "0.1.0"
@@ -25,5 +25,5 @@ __all__ = [
     "kd_loss", "flow_loss", "at_loss", "discriminator_loss", "generator_loss",
     "load_cifar", "get_loaders", "make_synthetic",
     "METHODS", "RECIPES", "Method", "TrainConfig", "config_for", "measure_lambda_flow", "train", "evaluate",
-    "save_model", "load_model", "load_pretrained", "load_teacher",
+    "save_model", "load_model", "load_pretrained", "load_student", "load_teacher",
 ]  # fmt: skip

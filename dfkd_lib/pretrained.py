@@ -1,8 +1,10 @@
-"""Pretrained teachers shipped inside the package, checked against their manifest.
+"""Pretrained models shipped inside the package, checked against their manifest: the teachers,
+and the seed-0 ResNet-8 student of each method of the 60-epoch protocol.
 
 ``dfkd_lib/weights/manifest.json`` lists each shipped model with its file, SHA-256, test accuracy,
-the exact command that trained it and the commit it was trained at. :func:`load_pretrained`
-verifies the checksum before it loads anything.
+the exact command that trained it and the commit it was trained at (a student also names its
+method, teacher, labelled fraction, seed and run folder). :func:`load_pretrained` verifies the
+checksum before it loads anything; :func:`load_student` finds a student by its method.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from typing import Any
 from .checkpoint import CheckpointError, load_model
 from .models import CifarResNet
 
-__all__ = ["WEIGHTS_DIR", "available", "manifest", "sha256", "load_pretrained", "load_teacher"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "available",
+    "manifest",
+    "sha256",
+    "load_pretrained",
+    "load_teacher",
+    "students",
+    "load_student",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -77,3 +88,30 @@ def load_teacher(spec: str) -> CifarResNet:
     raise FileNotFoundError(
         f"teacher {spec!r} is neither a file nor a pretrained name (available: {available() or 'none'})"
     )
+
+
+def students(dataset: str = "cifar10", labelled_fraction: float = 1.0) -> dict[str, str]:
+    """The shipped students of ``dataset`` trained with ``labelled_fraction`` of the labels, as
+    ``{method: name}`` (empty until some are shipped)."""
+    return {
+        e["method"]: name
+        for name, e in sorted(manifest().items())
+        if e.get("role") == "student" and e.get("dataset") == dataset
+        and float(e.get("labelled_fraction", 1.0)) == labelled_fraction
+    }  # fmt: skip
+
+
+def load_student(method: str, dataset: str = "cifar10", labelled_fraction: float = 1.0) -> CifarResNet:
+    """The shipped student of ``method`` (e.g. ``"kd"``: ResNet-8, seed 0 of the 60-epoch protocol),
+    checksum verified; its manifest entry is in ``model.meta``.
+
+    Raises:
+        KeyError: no student of that method is shipped (the message lists those that are).
+    """
+    found = students(dataset, labelled_fraction)
+    if method not in found:
+        raise KeyError(
+            f"no shipped student of method {method!r} ({dataset}, labelled fraction {labelled_fraction:g}); "
+            f"shipped: {sorted(found) or 'none'}"
+        )
+    return load_pretrained(found[method])

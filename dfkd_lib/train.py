@@ -51,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "NonFiniteLossError",
+    "RunFolderBusyError",
     "config_for",
     "measure_lambda_flow",
     "pick_device",
@@ -213,6 +214,31 @@ class NonFiniteLossError(RuntimeError):
 #: Written into a run's folder when a non-finite loss stops it (message, epoch, step), so that the
 #: run's logs say how it ended; removed when the run is started again.
 STOPPED_FILE = "stopped.json"
+LOCK_FILE = ".lock"
+
+
+class RunFolderBusyError(RuntimeError):
+    """Another process is training in the same run folder (two writers would interleave the log
+    and overwrite each other's checkpoints)."""
+
+
+def _claim_folder(out: Path) -> Any:
+    """Hold an exclusive lock on ``out/.lock`` for the duration of a run, so that a second process
+    started on the same folder (a protocol script launched twice, say) stops at once instead of
+    corrupting it. The lock goes with the process: a killed run leaves nothing to clean up. On
+    systems without ``fcntl`` (Windows) the folder is not locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK_FILE, "a")  # noqa: SIM115 - held open until the run ends
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunFolderBusyError(f"{out} is in use by another training process; wait for it or stop it") from None
+    return f
 
 
 @dataclass
@@ -873,64 +899,69 @@ def train(
         The trained student, the per-epoch history and the discriminators and flow plan used.
     """
     run = _Run(cfg, loaders, teacher, progress)
-    if run.out is not None:
-        run.out.mkdir(parents=True, exist_ok=True)
-        if cfg.resume:
-            run.try_resume()
-        elif (run.out / "checkpoint.pt").exists():
-            raise FileExistsError(f"{run.out} already holds a run; pass resume=True (--resume) or another out_dir")
-        if run.main:
-            (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-            # what the data really were (loaders passed in can differ from the config's data fields)
-            ld = run.loaders
-            data = {"source": ld.source, "synthetic": ld.synthetic, "sizes": ld.sizes, "classes": ld.num_classes,
-                    "batch_size": ld.train.batch_size * run.world, "batches_per_epoch": len(ld.train),
-                    "environment": _environment(run.device, run.world)}  # fmt: skip
-            (run.out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
-            if run.start_epoch == 0:
-                (run.out / "log.jsonl").write_text("")
-            (run.out / STOPPED_FILE).unlink(missing_ok=True)  # an earlier stop no longer holds
-    if run.start_epoch == 0:
-        run.calibrate()
-    if on_start is not None:
-        on_start(run)
-    t_start = time.perf_counter()
-    for epoch in range(run.start_epoch, cfg.total_epochs):
-        rec = {"epoch": epoch + 1, "stage": run.stage(epoch), "lr": run.opt.param_groups[0]["lr"]}
-        try:
-            rec.update(run.train_epoch(epoch))
-        except NonFiniteLossError as e:  # the run's folder says why it ended, beside its log
-            if run.out is not None and run.main:
-                stop = {"error": "NonFiniteLossError", "message": str(e), "epoch": run.where[0] + 1,
-                        "step": run.where[1] + 1, "epochs_logged": len(run.history)}  # fmt: skip
-                (run.out / STOPPED_FILE).write_text(json.dumps(stop, indent=2) + "\n")
-            raise
-        if run.world > 1:  # batch-norm statistics are per rank: evaluate and save rank 0's everywhere
-            for buf in run.student.buffers():
-                dist.broadcast(buf, 0)
-        if run.loaders.val is not None:
-            rec["val_acc"] = evaluate(run.student, run.loaders.val, run.amp_dtype)["acc"]
-        rec["test_acc"] = evaluate(run.student, run.loaders.test, run.amp_dtype)["acc"]
-        dists = run.flow_probe()
-        if dists is not None:
-            rec["flow_dist"] = dists
-        rec["wall_s"] = (run.history[-1]["wall_s"] if run.history else 0.0) + time.perf_counter() - t_start
+    lock = _claim_folder(run.out) if run.out is not None and run.main else None
+    try:
+        if run.out is not None:
+            run.out.mkdir(parents=True, exist_ok=True)
+            if cfg.resume:
+                run.try_resume()
+            elif (run.out / "checkpoint.pt").exists():
+                raise FileExistsError(f"{run.out} already holds a run; pass resume=True (--resume) or another out_dir")
+            if run.main:
+                (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+                # what the data really were (loaders passed in can differ from the config's data fields)
+                ld = run.loaders
+                data = {"source": ld.source, "synthetic": ld.synthetic, "sizes": ld.sizes, "classes": ld.num_classes,
+                        "batch_size": ld.train.batch_size * run.world, "batches_per_epoch": len(ld.train),
+                        "environment": _environment(run.device, run.world)}  # fmt: skip
+                (run.out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
+                if run.start_epoch == 0:
+                    (run.out / "log.jsonl").write_text("")
+                (run.out / STOPPED_FILE).unlink(missing_ok=True)  # an earlier stop no longer holds
+        if run.start_epoch == 0:
+            run.calibrate()
+        if on_start is not None:
+            on_start(run)
         t_start = time.perf_counter()
-        run.history.append(rec)
+        for epoch in range(run.start_epoch, cfg.total_epochs):
+            rec = {"epoch": epoch + 1, "stage": run.stage(epoch), "lr": run.opt.param_groups[0]["lr"]}
+            try:
+                rec.update(run.train_epoch(epoch))
+            except NonFiniteLossError as e:  # the run's folder says why it ended, beside its log
+                if run.out is not None and run.main:
+                    stop = {"error": "NonFiniteLossError", "message": str(e), "epoch": run.where[0] + 1,
+                            "step": run.where[1] + 1, "epochs_logged": len(run.history)}  # fmt: skip
+                    (run.out / STOPPED_FILE).write_text(json.dumps(stop, indent=2) + "\n")
+                raise
+            if run.world > 1:  # batch-norm statistics are per rank: evaluate and save rank 0's everywhere
+                for buf in run.student.buffers():
+                    dist.broadcast(buf, 0)
+            if run.loaders.val is not None:
+                rec["val_acc"] = evaluate(run.student, run.loaders.val, run.amp_dtype)["acc"]
+            rec["test_acc"] = evaluate(run.student, run.loaders.test, run.amp_dtype)["acc"]
+            dists = run.flow_probe()
+            if dists is not None:
+                rec["flow_dist"] = dists
+            rec["wall_s"] = (run.history[-1]["wall_s"] if run.history else 0.0) + time.perf_counter() - t_start
+            t_start = time.perf_counter()
+            run.history.append(rec)
+            if run.out is not None and run.main:
+                with open(run.out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                atomic_save(run.state(epoch), run.out / "checkpoint.pt")
+            if verbose and run.main:
+                print(_epoch_line(rec, cfg.total_epochs), flush=True)
+            if callback is not None:
+                callback(rec, run)
+            if run.world > 1:
+                dist.barrier()
         if run.out is not None and run.main:
-            with open(run.out / "log.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            atomic_save(run.state(epoch), run.out / "checkpoint.pt")
-        if verbose and run.main:
-            print(_epoch_line(rec, cfg.total_epochs), flush=True)
-        if callback is not None:
-            callback(rec, run)
-        if run.world > 1:
-            dist.barrier()
-    if run.out is not None and run.main:
-        last = run.history[-1] if run.history else {}
-        save_model(
-            run.student, run.out / "model.pt", method=cfg.method, dataset=cfg.dataset, epochs=cfg.epochs,
-            test_acc=last.get("test_acc"), val_acc=last.get("val_acc"), config=cfg.to_dict(),
-        )  # fmt: skip
+            last = run.history[-1] if run.history else {}
+            save_model(
+                run.student, run.out / "model.pt", method=cfg.method, dataset=cfg.dataset, epochs=cfg.epochs,
+                test_acc=last.get("test_acc"), val_acc=last.get("val_acc"), config=cfg.to_dict(),
+            )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.close()  # releases the folder
     return TrainResult(run.student, run.history, cfg, run.out, run.disc, run.plan, run.loaders)

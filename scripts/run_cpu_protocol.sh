@@ -7,7 +7,8 @@
 # epoch (a two-stage run's flow-only stage included) is skipped, a killed one continues from its
 # checkpoint. Only config.json, log.jsonl and data.json of each run are committed
 # (results/.gitignore); the report command rebuilds the table, and STATUS.md in the output folder
-# says which runs are done.
+# says which runs are done. A run longer than a working session is carried over by committing its
+# checkpoint (scripts/carry_checkpoints.sh), which leaves the tree once the run is done.
 #
 #   bash scripts/run_cpu_protocol.sh                      # everything (about 10 hours on 2 cores)
 #   RUNS="scratch scratch:0.1" SEEDS="0" bash scripts/run_cpu_protocol.sh   # a subset

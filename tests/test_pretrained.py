@@ -52,3 +52,38 @@ def test_unknown_name_lists_available(tmp_path, monkeypatch):
         pretrained.load_pretrained("a_model")
     with pytest.raises(FileNotFoundError, match="neither a file nor a pretrained name"):
         pretrained.load_teacher("resnet1000")
+
+
+def test_students_are_found_by_method(tmp_path, monkeypatch):
+    from dfkd_lib.checkpoint import save_model
+    from dfkd_lib.models import cifar_resnet
+
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    model = cifar_resnet(8)
+    save_model(model, tmp_path / "s.pt")
+    common = {"arch": "resnet8", "dataset": "cifar10", "role": "student", "teacher": "resnet26_cifar10_e80"}
+    entries = {
+        "resnet8_cifar10_kd": {"file": "s.pt", "method": "kd", "labelled_fraction": 1.0, **common},
+        "resnet8_cifar10_kd_lf0.1": {"file": "s.pt", "method": "kd", "labelled_fraction": 0.1, **common},
+        "resnet26_cifar10": {"file": "s.pt", "arch": "resnet26", "dataset": "cifar10"},  # a teacher
+    }
+    for e in entries.values():
+        e["sha256"] = pretrained.sha256(tmp_path / "s.pt")
+    (tmp_path / "manifest.json").write_text(json.dumps(entries))
+    assert pretrained.students() == {"kd": "resnet8_cifar10_kd"}
+    assert pretrained.students(labelled_fraction=0.1) == {"kd": "resnet8_cifar10_kd_lf0.1"}
+    student = pretrained.load_student("kd")
+    assert student.meta["method"] == "kd" and student.depth == 8
+    with pytest.raises(KeyError, match=r"of method 'fsp'.*shipped: \['kd'\]"):
+        pretrained.load_student("fsp")
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if pretrained.manifest()[n].get("role") == "student"])
+def test_a_shipped_student_says_how_it_was_trained(name):
+    entry = pretrained.manifest()[name]
+    for key in ("method", "teacher", "labelled_fraction", "seed", "run"):
+        assert key in entry, key
+    assert entry["teacher"] in SHIPPED  # its teacher ships too
+    cfg = json.loads((pretrained.WEIGHTS_DIR.parent.parent / entry["run"] / "config.json").read_text())
+    assert (cfg["method"], cfg["seed"], cfg["teacher"]) == (entry["method"], entry["seed"], entry["teacher"])
+    assert pretrained.students(entry["dataset"], entry["labelled_fraction"])[entry["method"]] == name

@@ -10,7 +10,15 @@ import torch
 from dfkd_lib.checkpoint import CheckpointError, load_model, save_model
 from dfkd_lib.data import get_loaders
 from dfkd_lib.models import cifar_resnet
-from dfkd_lib.train import METHODS, NonFiniteLossError, TrainConfig, config_for, evaluate, train
+from dfkd_lib.train import (
+    METHODS,
+    NonFiniteLossError,
+    RunFolderBusyError,
+    TrainConfig,
+    config_for,
+    evaluate,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -190,6 +198,28 @@ def test_existing_run_needs_resume(tmp_path):
     cfg2 = small("scratch", None, epochs=2, out_dir=str(tmp_path), resume=True, lr=0.5)
     with pytest.raises(CheckpointError, match="lr"):
         train(cfg2, progress=False, verbose=False)
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path):
+    # another process holds the folder's lock, as a second copy of a protocol script would
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path), resume=True)
+        with pytest.raises(RunFolderBusyError, match="in use by another training process"):
+            train(cfg, progress=False, verbose=False)
+        assert not (tmp_path / "log.jsonl").exists()  # nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock goes with its process: the folder is free again, and is freed after a run
+    train(cfg, progress=False, verbose=False)
+    train(cfg, progress=False, verbose=False)  # resumes a finished run: nothing left to do
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
 
 
 def test_bad_configs_raise_clear_errors(teacher_file):
