@@ -322,6 +322,38 @@ class Chapter:
             return f"the pretrained {TEACHER_NAME} shipped with dfkd_lib"
         return "a teacher checkpoint named by the DFKD_TEACHER environment variable"
 
+    # --- trained students ---------------------------------------------------------------------
+    def student(self, method: str, train: bool | None = None) -> CifarResNet:
+        """A trained ResNet-8 of ``method``, in eval mode on the device: the shipped seed-0 student
+        of the 60-epoch protocol (:func:`~dfkd_lib.pretrained.load_student`), or one trained here.
+
+        Args:
+            method: a method name (``"scratch"``, ``"kd"``, ...).
+            train: ``True`` trains one here even when one is shipped; ``None`` (the default) trains
+                only when none is shipped or ``$DFKD_TRAIN_STUDENTS`` is ``1``; ``False`` never
+                trains (a :class:`KeyError` when none is shipped).
+
+        A student trained here gets the profile's budget (``ch.config(method)``: minutes on a CPU,
+        far from the shipped students' 60 epochs) and the chapter's teacher. ``model.meta["source"]``
+        says which it is: ``"shipped"`` or ``"trained here"``; a shipped one's manifest entry (its
+        teacher, accuracy and command) is the rest of ``model.meta``.
+        """
+        from . import pretrained
+        from .train import train as train_run
+
+        if train is None:
+            train = os.environ.get("DFKD_TRAIN_STUDENTS") == "1" or method not in pretrained.students()
+        if train:
+            cfg = self.config(method)
+            teacher = self.teacher() if cfg.teacher else None
+            model = train_run(cfg, loaders=self.loaders(), teacher=teacher, progress=False, verbose=False).student
+            model.meta = {"source": "trained here", "method": method, "epochs": cfg.total_epochs,
+                          "teacher": self.teacher_spec if cfg.teacher else None}  # fmt: skip
+        else:
+            model = pretrained.load_student(method)
+            model.meta["source"] = "shipped"
+        return model.to(self.device).eval()
+
     # --- training -----------------------------------------------------------------------------
     def config(self, method: str, **overrides: Any) -> TrainConfig:
         """:func:`~dfkd_lib.config_for` with the profile's epochs, batches and device filled in.

@@ -27,6 +27,7 @@ __all__ = [
     "plot_flow_matrix",
     "plot_flow_pair",
     "plot_flow_grid",
+    "plot_flow_compare",
     "plot_pair_diagram",
     "stage_legend",
     "plot_history",
@@ -217,6 +218,63 @@ def plot_flow_grid(
         _heatmap(ax, g, None, diverging, labels=False, aspect="auto")  # square panels for any m x n
         ax.set_title(f"{names[k]}  ({g.shape[0]}×{g.shape[1]})", fontsize=10)
         ax.tick_params(labelsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_flow_compare(
+    flows: Mapping[str, Sequence[Any]],
+    names: Sequence[str] | None = None,
+    title: str | None = None,
+    panel_size: float = 2.2,
+) -> Figure:
+    """Flow items of several networks side by side: one row per network, one column per item.
+
+    The first row is the reference (the teacher). Each column shares one colour scale, so a
+    student's matrix can be compared with the teacher's by eye, and each student panel's title
+    gives its relative distance to the reference, ``||G_T - G_S||^2 / ||G_T||^2`` (0: the same
+    matrix; 1: as far as an all-zero one).
+
+    Args:
+        flows: ``{row name: items}``, each item an ``(m, n)`` or ``(B, m, n)`` matrix (a batch is
+            averaged); every row has the same items, of the same shapes.
+        names: a title for each item (e.g. ``FlowPlan.names``).
+        title: figure title.
+        panel_size: width of one panel in inches.
+    """
+    rows = {k: [_to_numpy(g) for g in v] for k, v in flows.items()}
+    if not rows:
+        raise ValueError("no networks to plot")
+    ref_name, ref = next(iter(rows.items()))
+    for k, mats in rows.items():
+        if [g.shape for g in mats] != [g.shape for g in ref]:
+            raise ValueError(f"the items of {k!r} ({[g.shape for g in mats]}) differ from those of {ref_name!r}")
+    n_items = len(ref)
+    names = list(names) if names is not None else [f"item {k}" for k in range(n_items)]
+    if len(names) != n_items:
+        raise ValueError(f"{n_items} flow items but {len(names)} names")
+    fig, axes = plt.subplots(
+        len(rows), n_items, figsize=(panel_size * n_items + 1.2, panel_size * 0.95 * len(rows) + 0.5),
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    for c in range(n_items):
+        col = [mats[c] for mats in rows.values()]
+        lo, hi = min(float(g.min()) for g in col), max(float(g.max()) for g in col)
+        ims = []
+        for r, (row_name, mats) in enumerate(rows.items()):
+            ax, g = axes[r, c], mats[c]
+            ims.append(_heatmap(ax, g, None, False, lo, hi, colorbar=False, labels=False, aspect="auto"))
+            ax.tick_params(labelsize=7)
+            if r == 0:
+                ax.set_title(f"{names[c]}  ({g.shape[0]}×{g.shape[1]})", fontsize=10)
+            else:
+                rel = float(((ref[c] - g) ** 2).sum() / max(float((ref[c] ** 2).sum()), 1e-12))
+                ax.set_title(f"rel. distance {rel:.2f}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(row_name, fontsize=11)
+        cb = fig.colorbar(ims[0], ax=axes[:, c], shrink=0.6, pad=0.02, location="bottom")
+        cb.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title)
     return fig

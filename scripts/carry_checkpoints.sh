@@ -9,8 +9,7 @@
 #
 #   bash scripts/carry_checkpoints.sh results/cpu60 && git commit -m "..."
 set -euo pipefail
-cd "$(dirname "$0")/.."
-OUT=${1:-results/cpu60}
+OUT=${1:-"$(dirname "$0")/../results/cpu60"}
 python - "$OUT" <<'PY'
 import json
 import subprocess
@@ -23,11 +22,13 @@ for d in sorted(p for p in Path(sys.argv[1]).iterdir() if (p / "config.json").ex
     ck, log = d / "checkpoint.pt", d / "log.jsonl"
     n = len(log.read_text().splitlines()) if log.exists() else 0
     done = n >= planned_epochs(json.loads((d / "config.json").read_text()))
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(ck)], capture_output=True).returncode == 0
+    git = ["git", "-C", str(d)]  # the repository that holds the run, whatever the current folder
+    tracked = subprocess.run([*git, "ls-files", "--error-unmatch", ck.name], capture_output=True).returncode == 0
     if done and tracked:
-        subprocess.run(["git", "rm", "--cached", "--quiet", str(ck)], check=True)
+        subprocess.run([*git, "rm", "--cached", "--quiet", ck.name], check=True)
         print(f"{d.name}: done, its checkpoint leaves the tree")
     elif not done and ck.exists():
-        subprocess.run(["git", "add", "--force", str(ck), str(log), str(d / "config.json"), str(d / "data.json")], check=True)
+        files = [f for f in (ck.name, log.name, "config.json", "data.json") if (d / f).exists()]
+        subprocess.run([*git, "add", "--force", *files], check=True)
         print(f"{d.name}: {n} epochs logged, checkpoint staged")
 PY

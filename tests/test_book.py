@@ -115,3 +115,34 @@ def test_estimate_rule_counts_teacher_and_student_passes():
     assert book.estimate_seconds("kd", 10, 100, s, t, 0, 1e9) == pytest.approx(1000 * (3 * s + t) / 1e9)
     adv = book.estimate_seconds("adv-dense", 10, 100, s, t, 0, 1e9, step_overhead_s=0.01)
     assert adv == pytest.approx(1.25 * 1000 * (3 * s + t) / 1e9 + 0.1)
+
+
+def test_student_loads_the_shipped_one_and_trains_one_when_none_is_or_when_asked(monkeypatch, tmp_path):
+    import json
+
+    from dfkd_lib import pretrained
+    from dfkd_lib.checkpoint import save_model
+    from dfkd_lib.models import cifar_resnet
+
+    monkeypatch.delenv("DFKD_REQUIRE_DATA", raising=False)
+    monkeypatch.delenv("DFKD_TRAIN_STUDENTS", raising=False)
+    monkeypatch.setattr(book, "load_cifar", _no_cifar)
+    # a manifest with one student, of method scratch
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    torch.manual_seed(0)
+    save_model(cifar_resnet(8), tmp_path / "s.pt")
+    entry = {"file": "s.pt", "sha256": pretrained.sha256(tmp_path / "s.pt"), "arch": "resnet8", "dataset": "cifar10",
+             "role": "student", "method": "scratch", "labelled_fraction": 1.0, "teacher": "resnet26_cifar10_e80"}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps({"resnet8_cifar10_scratch": entry}))
+    ch = book.setup("quick", verbose=False)
+    ch.epochs, ch.max_train_batches = 1, 2  # a tiny training run
+    shipped = ch.student("scratch")
+    assert shipped.meta["source"] == "shipped" and shipped.meta["teacher"] == "resnet26_cifar10_e80"
+    assert not shipped.training
+    trained = ch.student("scratch", train=True)
+    assert trained.meta == {"source": "trained here", "method": "scratch", "epochs": 1, "teacher": None}
+    assert not torch.equal(trained.fc.weight.cpu(), shipped.fc.weight.cpu())
+    monkeypatch.setenv("DFKD_TRAIN_STUDENTS", "1")
+    assert ch.student("scratch").meta["source"] == "trained here"
+    with pytest.raises(KeyError, match="no shipped student of method 'kd'"):
+        ch.student("kd", train=False)

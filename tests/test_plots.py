@@ -237,3 +237,23 @@ def test_discriminator_over_time_averages_seeds_at_shared_epochs_and_skips_flow_
     assert list(_line(one.axes[1], "adv-dense").get_ydata()) == [2.0, 3.0]
     with pytest.raises(ValueError):
         plots.plot_discriminator_over_time({})
+
+
+def test_flow_compare_shares_a_colour_scale_per_item_and_gives_relative_distances():
+    rng = np.random.default_rng(0)
+    teacher = [rng.normal(size=(4, 4, 6)), rng.normal(size=(6, 8))]  # a batch of 4, then one matrix
+    near = [teacher[0].mean(0) * 0.9, teacher[1] + 0.1]
+    fig = plots.plot_flow_compare({"teacher": teacher, "fsp": near, "zero": [np.zeros((4, 6)), np.zeros((6, 8))]},
+                                  names=["a", "b"])  # fmt: skip
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 6
+    grid = np.array(panels).reshape(3, 2)
+    assert grid[0, 0].get_title() == "a  (4×6)" and grid[0, 0].get_ylabel() == "teacher"
+    t0 = teacher[0].mean(0)
+    want = ((t0 - near[0]) ** 2).sum() / (t0**2).sum()  # 0.01
+    assert grid[1, 0].get_title() == f"rel. distance {want:.2f}"
+    assert grid[2, 1].get_title() == "rel. distance 1.00"  # an all-zero matrix
+    for c in range(2):  # one colour scale per column
+        assert len({im.get_clim() for ax in grid[:, c] for im in ax.images}) == 1
+    with pytest.raises(ValueError, match="differ from those of 'teacher'"):
+        plots.plot_flow_compare({"teacher": teacher, "bad": [np.zeros((4, 4))]})

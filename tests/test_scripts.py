@@ -165,3 +165,33 @@ def test_status_only_writes_the_status_and_trains_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not trains(calls) and "0 of 10 runs done" in proc.stdout
     assert "| scratch-lf1.0-s0 | 7 / 60 | running or cut off |" in (out / "STATUS.md").read_text()
+
+
+def test_carry_checkpoints_stages_unfinished_runs_and_drops_finished_ones(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    repo = tmp_path / "repo"
+    out = repo / "results" / "cpu60"
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    for name, logged in (("kd-lf1.0-s0", 7), ("scratch-lf1.0-s0", 60), ("fsp-lf1.0-s0", 3)):
+        run = out / name
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"method": name.split("-")[0], "epochs": 60}))
+        (run / "log.jsonl").write_text("{}\n" * logged)
+        if name != "fsp-lf1.0-s0":  # fsp: cut off before its first checkpoint
+            (run / "checkpoint.pt").write_bytes(b"weights")
+    (repo / ".gitignore").write_text("checkpoint.pt\n")
+    git("init", "-q")
+    git("add", "--force", "results/cpu60/scratch-lf1.0-s0/checkpoint.pt")  # carried while it ran
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "carry_checkpoints.sh"), str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    staged = set(git("diff", "--cached", "--name-only").split()) | set(git("ls-files").split())
+    assert "results/cpu60/kd-lf1.0-s0/checkpoint.pt" in staged
+    assert "results/cpu60/kd-lf1.0-s0/log.jsonl" in staged
+    assert "results/cpu60/scratch-lf1.0-s0/checkpoint.pt" not in staged  # done: it leaves the tree
+    assert not any(p.startswith("results/cpu60/fsp") for p in staged)
+    assert "kd-lf1.0-s0: 7 epochs logged, checkpoint staged" in proc.stdout
