@@ -354,6 +354,27 @@ class Chapter:
             model.meta["source"] = "shipped"
         return model.to(self.device).eval()
 
+    @staticmethod
+    def students_note(students: dict[str, CifarResNet]) -> str:
+        """A phrase for the prose: where the students of :meth:`student` came from (shipped, with
+        their epochs, or trained on the page), so that a page never passes off minutes of
+        training as the shipped students or mixes the two silently."""
+
+        def where(net: CifarResNet) -> str:
+            meta = getattr(net, "meta", {})
+            if meta.get("source") == "shipped":
+                return f"the shipped student ({meta.get('epochs', '?')} epochs)"
+            return f"trained on this page ({meta.get('epochs', '?')} epochs; none is shipped, or it was asked for)"
+
+        kinds = {where(n) for n in students.values()}
+        if len(kinds) == 1 and len(students) > 1:  # all alike: say it once
+            net = next(iter(students.values()))
+            epochs = net.meta.get("epochs", "?")
+            if net.meta.get("source") == "shipped":
+                return f"the shipped students, {epochs} epochs each"
+            return f"students trained on this page, {epochs} epochs each (none is shipped, or they were asked for)"
+        return "; ".join(f"`{m}`: {where(n)}" for m, n in students.items())
+
     # --- training -----------------------------------------------------------------------------
     def config(self, method: str, **overrides: Any) -> TrainConfig:
         """:func:`~dfkd_lib.config_for` with the profile's epochs, batches and device filled in.

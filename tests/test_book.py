@@ -146,3 +146,16 @@ def test_student_loads_the_shipped_one_and_trains_one_when_none_is_or_when_asked
     assert ch.student("scratch").meta["source"] == "trained here"
     with pytest.raises(KeyError, match="no shipped student of method 'kd'"):
         ch.student("kd", train=False)
+
+
+def test_students_note_never_passes_off_a_page_s_training_as_shipped():
+    from dfkd_lib.models import cifar_resnet
+
+    shipped, here = cifar_resnet(8), cifar_resnet(8)
+    shipped.meta, here.meta = {"source": "shipped", "epochs": 60}, {"source": "trained here", "epochs": 3}
+    note = book.Chapter.students_note
+    assert note({"scratch": shipped, "kd": shipped}) == "the shipped students, 60 epochs each"
+    assert note({"scratch": here, "kd": here}).startswith("students trained on this page, 3 epochs each")
+    mixed = note({"scratch": shipped, "kd": here})
+    assert mixed == ("`scratch`: the shipped student (60 epochs); "
+                     "`kd`: trained on this page (3 epochs; none is shipped, or it was asked for)")  # fmt: skip
