@@ -32,6 +32,7 @@ import dataclasses
 import html
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,17 @@ class Chapter:
             model = pretrained.load_student(method)
             model.meta["source"] = "shipped"
         return model.to(self.device).eval()
+
+    def students(self, methods: Sequence[str], train: bool | None = None) -> dict[str, CifarResNet]:
+        """Trained students of several methods, for a comparison at equal budgets: all shipped, or,
+        when one of them is not shipped (or ``train``/``$DFKD_TRAIN_STUDENTS`` asks for it), all
+        trained here with the same profile (see :meth:`student`)."""
+        from . import pretrained
+
+        if train is None:
+            shipped = pretrained.students()
+            train = os.environ.get("DFKD_TRAIN_STUDENTS") == "1" or any(m not in shipped for m in methods)
+        return {m: self.student(m, train=train) for m in methods}
 
     @staticmethod
     def students_note(students: dict[str, CifarResNet]) -> str:

@@ -159,3 +159,27 @@ def test_students_note_never_passes_off_a_page_s_training_as_shipped():
     mixed = note({"scratch": shipped, "kd": here})
     assert mixed == ("`scratch`: the shipped student (60 epochs); "
                      "`kd`: trained on this page (3 epochs; none is shipped, or it was asked for)")  # fmt: skip
+
+
+def test_students_for_a_comparison_are_all_shipped_or_all_trained_here(monkeypatch, tmp_path):
+    import json
+
+    from dfkd_lib import pretrained
+    from dfkd_lib.checkpoint import save_model
+    from dfkd_lib.models import cifar_resnet
+
+    monkeypatch.delenv("DFKD_REQUIRE_DATA", raising=False)
+    monkeypatch.delenv("DFKD_TRAIN_STUDENTS", raising=False)
+    monkeypatch.setattr(book, "load_cifar", _no_cifar)
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    save_model(cifar_resnet(8), tmp_path / "s.pt")
+    entry = {"file": "s.pt", "sha256": pretrained.sha256(tmp_path / "s.pt"), "arch": "resnet8", "dataset": "cifar10",
+             "role": "student", "method": "scratch", "labelled_fraction": 1.0, "teacher": "resnet26_cifar10_e80"}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps({"resnet8_cifar10_scratch": entry}))
+    ch = book.setup("quick", verbose=False)
+    ch.epochs, ch.max_train_batches = 1, 2
+    assert ch.students(["scratch"])["scratch"].meta["source"] == "shipped"
+    ch._teacher, ch._teacher_spec = cifar_resnet(14).eval(), "a-teacher"  # no shipped teacher here
+    # kd is not shipped: both are trained here, with the same budget
+    both = ch.students(["scratch", "kd"])
+    assert {m: s.meta["source"] for m, s in both.items()} == {"scratch": "trained here", "kd": "trained here"}
