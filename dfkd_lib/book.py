@@ -339,11 +339,12 @@ class Chapter:
         says which it is: ``"shipped"`` or ``"trained here"``; a shipped one's manifest entry (its
         teacher, accuracy and command) is the rest of ``model.meta``.
         """
+        return self.students([method], train)[method]
+
+    def _student(self, method: str, train: bool) -> CifarResNet:
         from . import pretrained
         from .train import train as train_run
 
-        if train is None:
-            train = os.environ.get("DFKD_TRAIN_STUDENTS") == "1" or method not in pretrained.students()
         if train:
             cfg = self.config(method)
             teacher = self.teacher() if cfg.teacher else None
@@ -364,7 +365,7 @@ class Chapter:
         if train is None:
             shipped = pretrained.students()
             train = os.environ.get("DFKD_TRAIN_STUDENTS") == "1" or any(m not in shipped for m in methods)
-        return {m: self.student(m, train=train) for m in methods}
+        return {m: self._student(m, train) for m in methods}
 
     @staticmethod
     def students_note(students: dict[str, CifarResNet]) -> str:
