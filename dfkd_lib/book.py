@@ -230,6 +230,7 @@ class Chapter:
     val_size: int = 5000
     _teacher: CifarResNet | None = field(default=None, repr=False)
     _teacher_spec: str | None = field(default=None, repr=False)
+    _other_teachers: dict[str, CifarResNet] = field(default_factory=dict, repr=False)
 
     @property
     def synthetic(self) -> bool:
@@ -367,25 +368,47 @@ class Chapter:
             train = os.environ.get("DFKD_TRAIN_STUDENTS") == "1" or any(m not in shipped for m in methods)
         return {m: self._student(m, train) for m in methods}
 
+    def teacher_of(self, students: dict[str, CifarResNet]) -> tuple[str, CifarResNet]:
+        """The teacher that ``students`` (from :meth:`students`) learnt from, as ``(name, model)``,
+        frozen and in eval mode on the device.
+
+        Shipped students name theirs in their manifest (``meta["teacher"]``); students trained here
+        learnt from the chapter's :meth:`teacher`. Flows, soft labels and agreement of a student can
+        only be compared with its own teacher: another network numbers its channels differently.
+        Raises :class:`ValueError` when the students name different teachers.
+        """
+        names = {n.meta.get("teacher") for n in students.values() if getattr(n, "meta", {}).get("teacher")}
+        if len(names) > 1:
+            raise ValueError(f"these students learnt from different teachers: {sorted(names)}")
+        name = names.pop() if names else self.teacher_spec
+        if name == self.teacher_spec:
+            return name, self.teacher()
+        if name not in self._other_teachers:
+            from . import pretrained
+
+            model = pretrained.load_teacher(name).to(self.device).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._other_teachers[name] = model
+        return name, self._other_teachers[name]
+
     @staticmethod
     def students_note(students: dict[str, CifarResNet]) -> str:
         """A phrase for the prose: where the students of :meth:`student` came from (shipped, with
         their epochs, or trained on the page), so that a page never passes off minutes of
         training as the shipped students or mixes the two silently."""
 
-        def where(net: CifarResNet) -> str:
+        def where(net: CifarResNet, plural: bool = False) -> str:
             meta = getattr(net, "meta", {})
+            epochs = f"{meta.get('epochs', '?')} epochs" + (" each" if plural else "")
             if meta.get("source") == "shipped":
-                return f"the shipped student ({meta.get('epochs', '?')} epochs)"
-            return f"trained on this page ({meta.get('epochs', '?')} epochs; none is shipped, or it was asked for)"
+                return f"the shipped student{'s' if plural else ''} ({epochs})"
+            who = "none is shipped, or they were asked for" if plural else "none is shipped, or it was asked for"
+            return f"{'students ' if plural else ''}trained on this page ({epochs}; {who})"
 
-        kinds = {where(n) for n in students.values()}
-        if len(kinds) == 1 and len(students) > 1:  # all alike: say it once
-            net = next(iter(students.values()))
-            epochs = net.meta.get("epochs", "?")
-            if net.meta.get("source") == "shipped":
-                return f"the shipped students, {epochs} epochs each"
-            return f"students trained on this page, {epochs} epochs each (none is shipped, or they were asked for)"
+        nets = list(students.values())
+        if len(nets) > 1 and len({where(n) for n in nets}) == 1:  # all alike: say it once
+            return where(nets[0], plural=True)
         return "; ".join(f"`{m}`: {where(n)}" for m, n in students.items())
 
     # --- training -----------------------------------------------------------------------------

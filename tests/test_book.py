@@ -154,11 +154,42 @@ def test_students_note_never_passes_off_a_page_s_training_as_shipped():
     shipped, here = cifar_resnet(8), cifar_resnet(8)
     shipped.meta, here.meta = {"source": "shipped", "epochs": 60}, {"source": "trained here", "epochs": 3}
     note = book.Chapter.students_note
-    assert note({"scratch": shipped, "kd": shipped}) == "the shipped students, 60 epochs each"
-    assert note({"scratch": here, "kd": here}).startswith("students trained on this page, 3 epochs each")
+    assert note({"scratch": shipped, "kd": shipped}) == "the shipped students (60 epochs each)"
+    assert note({"scratch": here, "kd": here}) == (
+        "students trained on this page (3 epochs each; none is shipped, or they were asked for)"
+    )
     mixed = note({"scratch": shipped, "kd": here})
     assert mixed == ("`scratch`: the shipped student (60 epochs); "
                      "`kd`: trained on this page (3 epochs; none is shipped, or it was asked for)")  # fmt: skip
+
+
+def test_teacher_of_is_the_teacher_the_students_learnt_from(monkeypatch):
+    from dfkd_lib import pretrained
+    from dfkd_lib.models import cifar_resnet
+
+    monkeypatch.delenv("DFKD_REQUIRE_DATA", raising=False)
+    monkeypatch.setattr(book, "load_cifar", _no_cifar)
+    ch = book.setup("quick", verbose=False)
+    page_teacher = cifar_resnet(14).eval()
+    ch._teacher, ch._teacher_spec = page_teacher, "page-teacher"
+    scratch, kd, other = cifar_resnet(8), cifar_resnet(8), cifar_resnet(8)
+    scratch.meta, kd.meta = (
+        {"source": "trained here", "teacher": None},
+        {"source": "trained here", "teacher": "page-teacher"},
+    )
+    assert ch.teacher_of({"scratch": scratch, "kd": kd}) == ("page-teacher", page_teacher)
+    assert ch.teacher_of({"scratch": scratch})[1] is page_teacher  # no teacher named: the page's
+    # shipped students name theirs: it is loaded once, frozen, in eval mode
+    loaded = []
+    monkeypatch.setattr(pretrained, "load_teacher", lambda name: loaded.append(name) or cifar_resnet(14))
+    kd.meta = other.meta = {"source": "shipped", "teacher": "resnet26_cifar10_e80"}
+    name, net = ch.teacher_of({"scratch": scratch, "kd": kd})
+    assert name == "resnet26_cifar10_e80" and not net.training
+    assert not any(p.requires_grad for p in net.parameters())
+    assert ch.teacher_of({"kd": other})[1] is net and loaded == ["resnet26_cifar10_e80"]
+    other.meta = {"source": "shipped", "teacher": "resnet26_cifar10"}
+    with pytest.raises(ValueError, match="different teachers"):
+        ch.teacher_of({"kd": kd, "other": other})
 
 
 def test_students_for_a_comparison_are_all_shipped_or_all_trained_here(monkeypatch, tmp_path):
