@@ -30,6 +30,7 @@ __all__ = [
     "load_runs",
     "summarise",
     "table_markdown",
+    "beyond_spread",
     "comparisons",
     "make_report",
 ]
@@ -280,6 +281,14 @@ def table_markdown(groups: list[GroupSummary]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def beyond_spread(mean: float, std: float, other_mean: float, other_std: float) -> tuple[float, float, bool]:
+    """The book's bar for "better": ``(difference, spread, above)``, where the difference is
+    ``mean - other_mean``, the spread is the larger of the two standard deviations over seeds, and
+    ``above`` says whether the difference exceeds it."""
+    diff, spread = mean - other_mean, max(std, other_std)
+    return diff, spread, diff > spread
+
+
 def comparisons(groups: list[GroupSummary]) -> list[str]:
     """The checks the results are measured against: adv-dense above fsp and kd by more than one
     standard deviation (the larger of the two), and above scratch by at least Yim's FSP margin
@@ -315,12 +324,11 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
             lines.append(several(other if len(gs) > 1 else method))
             continue
         a, g = mine[0], gs[0]
-        diff = a.last_mean - g.last_mean
+        diff, sd, ok = beyond_spread(a.last_mean, a.last_std, g.last_mean, g.last_std)
         if other == "scratch":
             question, ok = "at least Yim's FSP margin of 0.79?", diff >= 0.79
         else:
-            sd = max(a.last_std, g.last_std)
-            question, ok = f"more than one std ({sd:.2f})?", diff > sd
+            question = f"more than one std ({sd:.2f})?"
         verdict = ("yes" if ok else "no") if min(a.n, g.n) >= 2 else "undecided (needs at least 2 seeds a side)"
         lines.append(
             f"{method} - {other} = {diff:+.2f} points (last epoch, {a.n} vs {g.n} seeds); {question} {verdict}"

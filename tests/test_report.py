@@ -168,3 +168,12 @@ def test_the_committed_15_epoch_protocol_runs_have_the_first_recipes_options():
         if r.method == "fsp":
             assert "stage1_lr" not in r.options and want.pop("stage1_lr") == 0.01
         assert r.options == want, r.path
+
+
+def test_beyond_spread_is_the_difference_against_the_larger_std():
+    from dfkd_lib.report import beyond_spread
+
+    assert beyond_spread(87.0, 0.2, 86.0, 0.5) == pytest.approx((1.0, 0.5, True))
+    diff, spread, above = beyond_spread(86.3, 0.4, 86.0, 0.1)
+    assert (diff, spread, above) == (pytest.approx(0.3), 0.4, False)
+    assert beyond_spread(86.0, 0.0, 86.5, 0.0)[2] is False  # worse is never above
