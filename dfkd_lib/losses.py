@@ -30,6 +30,7 @@ __all__ = [
     "FLOW_NORMS",
     "flow_loss",
     "flow_distances",
+    "relative_flow_errors",
     "teacher_flow_norms",
     "r1_penalty",
     "attention_map",
@@ -111,6 +112,17 @@ def flow_distances(teacher_flows: Sequence[Tensor], student_flows: Sequence[Tens
         gt, gs = gt.float().flatten(1), gs.float().flatten(1)
         out.append(((gt - gs).norm(dim=1) / gt.norm(dim=1).clamp_min(1e-12)).mean())
     return torch.stack(out)
+
+
+@torch.no_grad()
+def relative_flow_errors(teacher_flows: Sequence[Tensor], student_flows: Sequence[Tensor]) -> Tensor:
+    """Each item's term of :func:`flow_loss` with ``norm="teacher"``: ``||G_T - G_S||^2 / ||G_T||^2``
+    per image, averaged over the batch. 0 for the teacher's own flow, 1 for an all-zero one.
+    Returns a ``(K,)`` tensor whose sum is that loss; each value is the mean of the squares of
+    what :func:`flow_distances` averages."""
+    return torch.stack(
+        [flow_loss([gt], [gs], norm="teacher") for gt, gs in zip(teacher_flows, student_flows, strict=True)]
+    )
 
 
 @torch.no_grad()

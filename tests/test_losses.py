@@ -125,3 +125,22 @@ def test_initial_flow_loss_matches_a_direct_computation():
         )
     assert L.initial_flow_loss(teacher, student, x, "chain") == pytest.approx(float(expected), rel=1e-6)
     assert not teacher.training and not student.training
+
+
+def test_relative_flow_errors_are_the_terms_of_the_teacher_normalised_loss():
+    from dfkd_lib.losses import flow_distances, relative_flow_errors
+
+    torch.manual_seed(0)
+    gt = [torch.randn(5, 4, 6), torch.randn(5, 8, 8)]
+    gs = [torch.randn(5, 4, 6), torch.randn(5, 8, 8)]
+    errs = relative_flow_errors(gt, gs)
+    assert errs.shape == (2,)
+    torch.testing.assert_close(errs.sum(), L.flow_loss(gt, gs, norm="teacher"))
+    # by hand, item 0: squared distance over the teacher's squared norm, image by image, then the mean
+    by_hand = torch.stack([((a - b) ** 2).sum() / (a**2).sum() for a, b in zip(gt[0], gs[0])]).mean()
+    torch.testing.assert_close(errs[0], by_hand)
+    assert relative_flow_errors(gt, gt).abs().max() == 0
+    torch.testing.assert_close(relative_flow_errors(gt, [torch.zeros_like(g) for g in gt]), torch.ones(2))
+    # one image per batch: the error is the square of flow_distances' value
+    one_t, one_s = [g[:1] for g in gt], [g[:1] for g in gs]
+    torch.testing.assert_close(relative_flow_errors(one_t, one_s), flow_distances(one_t, one_s) ** 2)
