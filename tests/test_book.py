@@ -214,3 +214,20 @@ def test_students_for_a_comparison_are_all_shipped_or_all_trained_here(monkeypat
     # kd is not shipped: both are trained here, with the same budget
     both = ch.students(["scratch", "kd"])
     assert {m: s.meta["source"] for m, s in both.items()} == {"scratch": "trained here", "kd": "trained here"}
+
+
+def test_every_glue_role_in_the_chapters_is_closed():
+    """A role such as {glue:text}`name:.0f} (a missing backtick) swallows the prose up to the next
+    backtick; the build would then miss a key with a confusing message. Names have no spaces."""
+    import json
+    import re
+    from pathlib import Path
+
+    bad = []
+    for page in sorted((Path(__file__).resolve().parent.parent / "book").glob("*.ipynb")):
+        for cell in json.loads(page.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                text = "".join(cell["source"])
+                bad += [f"{page.name}: {m[:40]!r}" for m in re.findall(r"\{glue:\w+\}`([^`]*)`", text)
+                        if re.search(r"[\s{}]", m)]  # fmt: skip
+    assert not bad, bad
