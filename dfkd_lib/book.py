@@ -304,11 +304,15 @@ class Chapter:
                     "`python -m dfkd_lib train-teacher --arch resnet26 --out runs/teacher-resnet26` and set "
                     "DFKD_TEACHER=runs/teacher-resnet26/model.pt (or its checkpoint.pt)."
                 )
-            model = model.to(self.device).eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            self._teacher, self._teacher_spec = model, spec
+            self._teacher, self._teacher_spec = self._frozen(model), spec
         return self._teacher
+
+    def _frozen(self, model: CifarResNet) -> CifarResNet:
+        """A teacher as chapters use it: on the device, in eval mode, its weights frozen."""
+        model = model.to(self.device).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
 
     @property
     def teacher_spec(self) -> str:
@@ -377,7 +381,7 @@ class Chapter:
         only be compared with its own teacher: another network numbers its channels differently.
         Raises :class:`ValueError` when the students name different teachers.
         """
-        names = {n.meta.get("teacher") for n in students.values() if getattr(n, "meta", {}).get("teacher")}
+        names = {t for n in students.values() if (t := getattr(n, "meta", {}).get("teacher"))}
         if len(names) > 1:
             raise ValueError(f"these students learnt from different teachers: {sorted(names)}")
         name = names.pop() if names else self.teacher_spec
@@ -386,10 +390,7 @@ class Chapter:
         if name not in self._other_teachers:
             from . import pretrained
 
-            model = pretrained.load_teacher(name).to(self.device).eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            self._other_teachers[name] = model
+            self._other_teachers[name] = self._frozen(pretrained.load_teacher(name))
         return name, self._other_teachers[name]
 
     @staticmethod
