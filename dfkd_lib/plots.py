@@ -1276,3 +1276,75 @@ def plot_discriminator_over_time(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _by_ce_epoch(log: Sequence[Mapping[str, Any]], key: str) -> dict[int, Any]:
+    """``{epoch of cross-entropy: record[key]}`` of one log: the epochs of a flow-only first stage
+    (records with ``stage`` 1) come first, at epochs 0, -1, ..., so that every method's epoch 1 is
+    its first epoch on the labels."""
+    flow_only = sum(rec.get("stage") == 1 for rec in log)
+    return {rec["epoch"] - flow_only: rec[key] for rec in log if key in rec}
+
+
+def plot_flow_over_time(
+    logs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+    reference: str = "scratch",
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """The student's flows over training: their distance to the teacher's against a reference, and
+    the weighted flow term of the objective.
+
+    Args:
+        logs: ``{method: one log per seed}``, a log being the records of ``log.jsonl`` (one dict per
+            epoch with ``epoch``; ``stage`` 1 for a flow-only first stage; ``flow_dist``, the
+            relative distance of each flow item, on the same items in the same order for every
+            method, NaN for an item a method has not; ``loss_flow``, the weighted flow term).
+        reference: the method the distances are measured against (``scratch``: what cross-entropy
+            alone closes), drawn as the dashed line at 1. It must be in ``logs``.
+        title: figure title.
+        colors: ``{method: colour}`` (default: matplotlib's cycle).
+
+    The x axis counts epochs of cross-entropy: a flow-only stage is drawn at epochs 0, -1, ...
+    Left (lines labelled ``<method>``): at every epoch, each item's distance (mean over seeds) over
+    the reference's at the same epoch, averaged over the method's items; below 1 the method's flows
+    are closer to the teacher's than training on the labels alone leaves them. Right (log scale,
+    lines labelled ``<method>``): ``loss_flow``, the flow term as it enters the objective
+    (``lambda_F`` times the flow loss), mean over seeds, for the methods that log one.
+    """
+    groups = {k: list(v) for k, v in logs.items() if len(v)}
+    if reference not in groups:
+        raise ValueError(f"logs needs the reference {reference!r}: the distances are measured against it")
+
+    def seed_means(runs: Sequence[Sequence[Mapping[str, Any]]], key: str) -> dict[int, np.ndarray]:
+        per_seed = [_by_ce_epoch(log, key) for log in runs]
+        epochs = sorted(set.intersection(*(set(d) for d in per_seed)))
+        return {e: np.mean([np.asarray(d[e], dtype=float) for d in per_seed], axis=0) for e in epochs}
+
+    ref = seed_means(groups[reference], "flow_dist")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax.axhline(1.0, color="black", ls="--", lw=1.5, label=reference)
+    for i, (name, runs) in enumerate(groups.items()):
+        color = (colors or {}).get(name, cycle[i % len(cycle)])
+        if name != reference:
+            dist = seed_means(runs, "flow_dist")
+            epochs = [e for e in dist if e in ref]
+            if epochs:
+                ax.plot(epochs, [float(np.nanmean(dist[e] / ref[e])) for e in epochs], color=color, label=name)
+        flow = {e: float(v) for e, v in seed_means(runs, "loss_flow").items() if v > 0}
+        if flow:
+            ax2.plot(list(flow), list(flow.values()), color=color, marker="o", ms=2.5, label=name)
+    ax.set_ylabel(f"flow distance / {reference}'s, mean over items")
+    ax.set_title(f"against {reference} at the same epoch: below 1 is closer to the teacher")
+    ax2.set_yscale("log")
+    ax2.set_ylabel(r"weighted flow term $\lambda_F\,\mathcal{L}_\mathrm{flow}$")
+    ax2.set_title("the flow term as it enters the objective, mean over seeds")
+    for a in (ax, ax2):
+        a.set_xlabel("epoch of cross-entropy (a flow-only stage at 0 and below)")
+        a.xaxis.get_major_locator().set_params(integer=True)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -257,3 +257,29 @@ def test_flow_compare_shares_a_colour_scale_per_item_and_gives_relative_distance
         assert len({im.get_clim() for ax in grid[:, c] for im in ax.images}) == 1
     with pytest.raises(ValueError, match="differ from those of 'teacher'"):
         plots.plot_flow_compare({"teacher": teacher, "bad": [np.zeros((4, 4))]})
+
+
+def test_flow_over_time_divides_by_the_reference_per_epoch_and_puts_a_flow_only_stage_first():
+    nan = float("nan")
+    scratch = [[{"epoch": 1, "flow_dist": [1.0, 2.0]}, {"epoch": 2, "flow_dist": [1.0, 1.0]}],
+               [{"epoch": 1, "flow_dist": [3.0, 2.0]}, {"epoch": 2, "flow_dist": [1.0, 1.0]}]]  # fmt: skip
+    dense = [[{"epoch": 1, "flow_dist": [1.0, 1.0], "loss_flow": 0.5},
+              {"epoch": 2, "flow_dist": [0.5, 0.25], "loss_flow": 0.25}]]  # fmt: skip
+    # fsp: one flow-only epoch (stage 1), then two of cross-entropy; only the first item, and no
+    # flow term once the labels take over
+    fsp = [[{"epoch": 1, "stage": 1, "flow_dist": [0.5, nan], "loss_flow": 0.1},
+            {"epoch": 2, "stage": 2, "flow_dist": [1.0, nan]},
+            {"epoch": 3, "stage": 2, "flow_dist": [0.5, nan]}]]  # fmt: skip
+    fig = plots.plot_flow_over_time({"scratch": scratch, "dense": dense, "fsp": fsp})
+    ratio, flow = fig.axes
+    d = _line(ratio, "dense")
+    # epoch 1: scratch's mean is [2, 2], so (1/2 + 1/2) / 2; epoch 2: (0.5 + 0.25) / 2
+    assert list(d.get_xdata()) == [1, 2] and np.allclose(d.get_ydata(), [0.5, 0.375])
+    f = _line(ratio, "fsp")  # its stage-1 epoch has no scratch epoch beside it
+    assert list(f.get_xdata()) == [1, 2] and np.allclose(f.get_ydata(), [0.5, 0.5])
+    assert list(_line(flow, "fsp").get_xdata()) == [0] and list(_line(flow, "fsp").get_ydata()) == [0.1]
+    assert list(_line(flow, "dense").get_ydata()) == [0.5, 0.25]
+    assert flow.get_yscale() == "log" and "scratch" not in [ln.get_label() for ln in flow.get_lines()]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="reference"):
+        plots.plot_flow_over_time({"dense": dense})
