@@ -64,7 +64,7 @@ TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
 #: Knobs of each profile. ``quick``: each chapter runs in about 3 minutes on a 2-core CPU with
 #: the real CIFAR-10. ``gpu`` (the default on a GPU): the CPU protocol's schedule, 15 epochs of
 #: all 351 batches of the 45k training images, one seed; by :func:`estimate_seconds`, every
-#: chapter trains for under 5 minutes on a T4 (chapter 6, the longest, about 4.5). ``full``:
+#: chapter trains for under 5 minutes on a T4 (chapter 6, the longest, about 4.4). ``full``:
 #: paper scale, only when asked for (Yim et al. trained 64k iterations at batch 128: 182 epochs,
 #: as in ``recipes/``; three seeds for every reported number): hours per chapter.
 _KNOBS: dict[str, dict[str, Any]] = {

@@ -1,0 +1,29 @@
+"""scripts/check_book.py: the checks of the built book that Sphinx does not make."""
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("check_book", REPO / "scripts" / "check_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_markup_in_pasted_text_is_found_and_plain_values_pass(tmp_path):
+    check = _module()
+    page = (
+        '<p>From <span class="pasted-text">the shipped students (60 epochs each)</span>, '
+        'of <span class="pasted-text">`scratch`: the shipped student</span> and '
+        '<span class="pasted-text">a &lt;b&gt; **bold** claim</span>; '
+        '<span class="pasted-inline"><code>kd</code></span></p>'
+    )
+    assert check.markup_in_pasted_text(page) == ["`scratch`: the shipped student", "a <b> **bold** claim"]
+    (tmp_path / "ok.html").write_text('<span class="pasted-text">85.66</span>')
+    assert check.main(str(tmp_path)) == 0
+    (tmp_path / "bad.html").write_text(page)
+    assert check.main(str(tmp_path)) == 1
+    assert check.main(str(tmp_path / "missing")) == 2
