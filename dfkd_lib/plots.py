@@ -1230,6 +1230,19 @@ def _epoch_means(logs: Sequence[Sequence[Mapping[str, Any]]], value: Any) -> tup
     return epochs, [float(np.mean([d[e] for d in per_log])) for e in epochs]
 
 
+def _finish_epoch_panels(fig: Figure, axes: Sequence[Axes], xlabel: str, title: str | None) -> Figure:
+    """The common finish of the figures over training: whole epochs on the x axes, a grid, a legend
+    on every panel, and the title."""
+    for a in axes:
+        a.set_xlabel(xlabel)
+        a.xaxis.get_major_locator().set_params(integer=True)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def plot_discriminator_over_time(
     logs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
     title: str | None = None,
@@ -1268,14 +1281,7 @@ def plot_discriminator_over_time(
     ax2.axhline(0, color="grey", ls=":", lw=1)
     ax2.set_ylabel("mean logit, real − fake")
     ax2.set_title("margin: how sure the critics are")
-    for a in (ax, ax2):
-        a.set_xlabel("epoch")
-        a.xaxis.get_major_locator().set_params(integer=True)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish_epoch_panels(fig, (ax, ax2), "epoch", title)
 
 
 def _by_ce_epoch(log: Sequence[Mapping[str, Any]], key: str) -> dict[int, Any]:
@@ -1340,11 +1346,4 @@ def plot_flow_over_time(
     ax2.set_yscale("log")
     ax2.set_ylabel(r"weighted flow term $\lambda_F\,\mathcal{L}_\mathrm{flow}$")
     ax2.set_title("the flow term as it enters the objective, mean over seeds")
-    for a in (ax, ax2):
-        a.set_xlabel("epoch of cross-entropy (a flow-only stage at 0 and below)")
-        a.xaxis.get_major_locator().set_params(integer=True)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish_epoch_panels(fig, (ax, ax2), "epoch of cross-entropy (a flow-only stage at 0 and below)", title)
