@@ -37,6 +37,8 @@ __all__ = [
     "plot_grouped_bars",
     "plot_flow_distance_by_item",
     "plot_discriminator_over_time",
+    "flows_over_time",
+    "plot_flow_over_time",
 ]
 
 #: Colour of each tap stage: stem, stage 1, stage 2, stage 3 (colour-blind safe, Okabe-Ito).
@@ -1292,14 +1294,10 @@ def _by_ce_epoch(log: Sequence[Mapping[str, Any]], key: str) -> dict[int, Any]:
     return {rec["epoch"] - flow_only: rec[key] for rec in log if key in rec}
 
 
-def plot_flow_over_time(
-    logs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
-    reference: str = "scratch",
-    title: str | None = None,
-    colors: Mapping[str, str] | None = None,
-) -> Figure:
-    """The student's flows over training: their distance to the teacher's against a reference, and
-    the weighted flow term of the objective.
+def flows_over_time(
+    logs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], reference: str = "scratch"
+) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """What :func:`plot_flow_over_time` draws, as numbers.
 
     Args:
         logs: ``{method: one log per seed}``, a log being the records of ``log.jsonl`` (one dict per
@@ -1307,16 +1305,16 @@ def plot_flow_over_time(
             relative distance of each flow item, on the same items in the same order for every
             method, NaN for an item a method has not; ``loss_flow``, the weighted flow term).
         reference: the method the distances are measured against (``scratch``: what cross-entropy
-            alone closes), drawn as the dashed line at 1. It must be in ``logs``.
-        title: figure title.
-        colors: ``{method: colour}`` (default: matplotlib's cycle).
+            alone closes). It must be in ``logs``.
 
-    The x axis counts epochs of cross-entropy: a flow-only stage is drawn at epochs 0, -1, ...
-    Left (lines labelled ``<method>``): at every epoch, each item's distance (mean over seeds) over
-    the reference's at the same epoch, averaged over the method's items; below 1 the method's flows
-    are closer to the teacher's than training on the labels alone leaves them. Right (log scale,
-    lines labelled ``<method>``): ``loss_flow``, the flow term as it enters the objective
-    (``lambda_F`` times the flow loss), mean over seeds, for the methods that log one.
+    Returns:
+        ``{method: {"distance": (epochs, values), "flow": (epochs, values)}}``, epochs counted in
+        epochs of cross-entropy (a flow-only stage at 0, -1, ...). ``distance``: at every epoch
+        the reference also has, each item's distance (mean over seeds) over the reference's at
+        the same epoch, averaged over the method's items; below 1 the method's flows are closer
+        to the teacher's than training on the labels alone leaves them; not given for the
+        reference itself. ``flow``: ``loss_flow`` (``lambda_F`` times the flow loss), mean over
+        seeds, at the epochs where it is positive; not given for a method that logs none.
     """
     groups = {k: list(v) for k, v in logs.items() if len(v)}
     if reference not in groups:
@@ -1328,19 +1326,53 @@ def plot_flow_over_time(
         return {e: np.mean([np.asarray(d[e], dtype=float) for d in per_seed], axis=0) for e in epochs}
 
     ref = seed_means(groups[reference], "flow_dist")
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    ax.axhline(1.0, color="black", ls="--", lw=1.5, label=reference)
-    for i, (name, runs) in enumerate(groups.items()):
-        color = (colors or {}).get(name, cycle[i % len(cycle)])
+    out: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for name, runs in groups.items():
+        series: dict[str, tuple[list[int], list[float]]] = {}
         if name != reference:
             dist = seed_means(runs, "flow_dist")
             epochs = [e for e in dist if e in ref]
             if epochs:
-                ax.plot(epochs, [float(np.nanmean(dist[e] / ref[e])) for e in epochs], color=color, label=name)
+                series["distance"] = (epochs, [float(np.nanmean(dist[e] / ref[e])) for e in epochs])
         flow = {e: float(v) for e, v in seed_means(runs, "loss_flow").items() if v > 0}
         if flow:
-            ax2.plot(list(flow), list(flow.values()), color=color, marker="o", ms=2.5, label=name)
+            series["flow"] = (list(flow), list(flow.values()))
+        out[name] = series
+    return out
+
+
+def plot_flow_over_time(
+    logs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+    reference: str = "scratch",
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """The student's flows over training: their distance to the teacher's against a reference, and
+    the weighted flow term of the objective (the numbers are :func:`flows_over_time`'s).
+
+    Args:
+        logs: ``{method: one log per seed}``, as :func:`flows_over_time` takes them.
+        reference: the method the distances are measured against, drawn as the dashed line at 1.
+            It must be in ``logs``.
+        title: figure title.
+        colors: ``{method: colour}`` (default: matplotlib's cycle).
+
+    The x axis counts epochs of cross-entropy: a flow-only stage is drawn at epochs 0, -1, ...
+    Left (lines labelled ``<method>``): each method's distance over the reference's; below 1 the
+    method's flows are closer to the teacher's than training on the labels alone leaves them.
+    Right (log scale, lines labelled ``<method>``): the flow term as it enters the objective, for
+    the methods that log one.
+    """
+    series = flows_over_time(logs, reference)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax.axhline(1.0, color="black", ls="--", lw=1.5, label=reference)
+    for i, (name, s) in enumerate(series.items()):
+        color = (colors or {}).get(name, cycle[i % len(cycle)])
+        if "distance" in s:
+            ax.plot(*s["distance"], color=color, label=name)
+        if "flow" in s:
+            ax2.plot(*s["flow"], color=color, marker="o", ms=2.5, label=name)
     ax.set_ylabel(f"flow distance / {reference}'s, mean over items")
     ax.set_title(f"against {reference} at the same epoch: below 1 is closer to the teacher")
     ax2.set_yscale("log")

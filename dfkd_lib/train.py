@@ -862,12 +862,26 @@ def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts)
 
 
-def measure_lambda_flow(cfg: TrainConfig, loaders: Loaders | None = None, teacher: nn.Module | None = None) -> float:
+def measure_lambda_flow(
+    cfg: TrainConfig,
+    loaders: Loaders | None = None,
+    teacher: nn.Module | None = None,
+    student: nn.Module | None = None,
+) -> float:
     """The flow weight a run of ``cfg`` trains with: ``cfg.lambda_flow``, or where ``flow_grad_ratio``
     is set, the weight the gradient rule measures at the start (the same first batches and the same
     seeded student as :func:`train` uses, so the same value; ``lambda_flow`` in its log). ``loaders``
-    and ``teacher`` as in :func:`train`."""
+    and ``teacher`` as in :func:`train`.
+
+    ``student``: measure the rule on these weights instead of the run's seeded student (e.g. a
+    trained one: the weight the rule would set if it were measured again at that point). It must be
+    the architecture ``cfg.student`` names; it is not changed."""
     run = _Run(cfg, loaders, teacher, progress=False)
+    if student is not None:
+        try:
+            run.student.load_state_dict(student.state_dict())
+        except RuntimeError as e:
+            raise ValueError(f"student does not have the weights of cfg.student={cfg.student!r}: {e}") from e
     run.calibrate()
     return float(run.lambda_flow)
 

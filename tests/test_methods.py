@@ -1,5 +1,6 @@
 """The methods' single definitions, the second version's options, and the recipes that must not move."""
 
+import copy
 import json
 import math
 import subprocess
@@ -13,6 +14,7 @@ from dfkd_lib import losses as L
 from dfkd_lib import methods as M
 from dfkd_lib.checkpoint import save_model
 from dfkd_lib.cli import make_parser
+from dfkd_lib.models import cifar_resnet
 from dfkd_lib.report import load_runs, planned_epochs, summarise
 from dfkd_lib.train import _Run, config_for, measure_lambda_flow, train
 
@@ -168,6 +170,22 @@ def test_the_gradient_rule_sets_lambda_flow_to_the_asked_ratio(teacher):
     # what the chapters call: the same weight, and the one the run then logs
     assert measure_lambda_flow(cfg) == pytest.approx(lam, rel=1e-6)
     assert train(cfg, progress=False, verbose=False).history[0]["lambda_flow"] == pytest.approx(lam, rel=1e-6)
+
+
+def test_the_gradient_rule_measured_on_given_weights(teacher):
+    cfg = config_for("dense", teacher=teacher, epochs=1, flow_norm="teacher", flow_grad_ratio=0.5, **BASE)
+    seeded = _Run(cfg, None, None, progress=False).student  # the weights a run of cfg starts from
+    assert measure_lambda_flow(cfg, student=seeded) == pytest.approx(measure_lambda_flow(cfg), rel=1e-6)
+    other = copy.deepcopy(seeded)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.5)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    lam_other = measure_lambda_flow(cfg, student=other)
+    assert lam_other > 0 and lam_other != pytest.approx(measure_lambda_flow(cfg), rel=1e-3)
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())  # not changed
+    with pytest.raises(ValueError, match="cfg.student"):
+        measure_lambda_flow(cfg, student=cifar_resnet(14))
 
 
 def test_discriminator_options(teacher):

@@ -270,7 +270,13 @@ def test_flow_over_time_divides_by_the_reference_per_epoch_and_puts_a_flow_only_
     fsp = [[{"epoch": 1, "stage": 1, "flow_dist": [0.5, nan], "loss_flow": 0.1},
             {"epoch": 2, "stage": 2, "flow_dist": [1.0, nan]},
             {"epoch": 3, "stage": 2, "flow_dist": [0.5, nan]}]]  # fmt: skip
-    fig = plots.plot_flow_over_time({"scratch": scratch, "dense": dense, "fsp": fsp})
+    logs = {"scratch": scratch, "dense": dense, "fsp": fsp}
+    got = plots.flows_over_time(logs)
+    # epoch 1: scratch's mean is [2, 2], so (1/2 + 1/2) / 2; epoch 2: (0.5 + 0.25) / 2
+    assert got["dense"]["distance"][0] == [1, 2] and np.allclose(got["dense"]["distance"][1], [0.5, 0.375])
+    assert got["fsp"]["flow"] == ([0], [0.1]) and got["dense"]["flow"] == ([1, 2], [0.5, 0.25])
+    assert got["scratch"] == {}  # the reference: no distance to itself, no flow term
+    fig = plots.plot_flow_over_time(logs)
     ratio, flow = fig.axes
     d = _line(ratio, "dense")
     # epoch 1: scratch's mean is [2, 2], so (1/2 + 1/2) / 2; epoch 2: (0.5 + 0.25) / 2
@@ -281,5 +287,6 @@ def test_flow_over_time_divides_by_the_reference_per_epoch_and_puts_a_flow_only_
     assert list(_line(flow, "dense").get_ydata()) == [0.5, 0.25]
     assert flow.get_yscale() == "log" and "scratch" not in [ln.get_label() for ln in flow.get_lines()]
     plt.close(fig)
-    with pytest.raises(ValueError, match="reference"):
-        plots.plot_flow_over_time({"dense": dense})
+    for f in (plots.flows_over_time, plots.plot_flow_over_time):
+        with pytest.raises(ValueError, match="reference"):
+            f({"dense": dense})
