@@ -188,6 +188,23 @@ def test_the_gradient_rule_measured_on_given_weights(teacher):
         measure_lambda_flow(cfg, student=cifar_resnet(14))
 
 
+def test_chapter_4_exercise_6_a_callback_that_measures_lambda_flow_again(teacher):
+    # the solution's code, on generated data: the weight logged by epoch 2 is the one the rule
+    # measured on the student after epoch 1
+    cfg = config_for("dense", teacher=teacher, epochs=2, flow_norm="teacher", flow_grad_ratio=0.5, **BASE)
+    seen = []
+
+    def remeasure(rec, run):
+        batches = run._first_batches(4)
+        run.lambda_flow = run.flow_weight_by_gradients(batches, run.cfg.flow_grad_ratio)
+        seen.append(run.lambda_flow)
+
+    hist = train(cfg, progress=False, verbose=False, callback=remeasure).history
+    assert hist[0]["lambda_flow"] == pytest.approx(measure_lambda_flow(cfg), rel=1e-6)
+    assert hist[1]["lambda_flow"] == pytest.approx(seen[0], rel=1e-6)
+    assert seen[0] != pytest.approx(hist[0]["lambda_flow"], rel=1e-3)  # training moved it
+
+
 def test_discriminator_options(teacher):
     cfg = config_for("adv-dense", teacher=teacher, epochs=2, d_input="scaled", d_noise=0.5, d_r1=1.0, d_every=3,
                      **BASE)  # fmt: skip
