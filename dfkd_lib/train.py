@@ -904,7 +904,9 @@ def train(
             ``max_train_batches``) are not used, and ``data.json`` in ``out_dir`` records what was.
         teacher: a teacher model to use instead of loading ``cfg.teacher``.
         progress: show progress bars (default: on the main process).
-        callback: called after every epoch with the epoch's record and the run.
+        callback: called after every epoch with the epoch's record and the run, once the epoch is
+            logged and its checkpoint written: what it changes in the run (say ``run.lambda_flow``)
+            is saved with the next epoch's checkpoint; a run resumed from this epoch's does not have it.
         verbose: print one line per epoch.
         on_start: called once with the run before the first epoch (e.g. to record the
             untrained student, see :class:`dfkd_lib.explorer.FlowRecorder`).
