@@ -57,7 +57,7 @@ HELP = {
     "d_betas": "discriminator Adam betas",
     "d_hidden": "hidden widths of each discriminator MLP",
     "spectral_norm": "spectral normalisation in the discriminators",
-    "d_input": "what the discriminators see: raw flows, scaled (each item over the teacher's mean norm) or unit "
+    "d_input": "what the discriminators see: raw flows, scaled (each item over the teacher's RMS norm) or unit "
     "(each matrix over its own norm)",
     "d_noise": "instance noise added to the discriminators' inputs, relative to an item's scale, annealed to 0",
     "d_r1": "R1 gradient penalty weight gamma of the discriminators",

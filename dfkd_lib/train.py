@@ -101,7 +101,7 @@ class TrainConfig:
     d_betas: tuple[float, float] = (0.5, 0.999)
     d_hidden: tuple[int, ...] = (64, 32)
     spectral_norm: bool = False
-    d_input: str = "raw"  # raw, scaled (each item over the teacher's mean norm) or unit (each matrix over its norm)
+    d_input: str = "raw"  # raw, scaled (each item over the teacher's RMS norm) or unit (each matrix over its norm)
     d_noise: float = 0.0  # instance noise, relative to an item's scale, annealed linearly to 0 over the run
     d_r1: float = 0.0  # R1 penalty weight gamma (the discriminators' loss adds gamma / 2 * R1)
     d_every: int = 1  # one discriminator step every d_every student steps
