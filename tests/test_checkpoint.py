@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfkd_lib.checkpoint import CheckpointError, UnsafeCheckpointError, load_model, safe_load, save_model
+from dfkd_lib.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    atomic_save,
+    load_model,
+    safe_load,
+    save_model,
+)
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.pretrained import load_pretrained, load_teacher
 from dfkd_lib.train import config_for, train
@@ -110,3 +117,56 @@ def test_a_file_that_is_not_a_checkpoint_is_still_called_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or truncated") as err:
         safe_load(bad)
     assert not isinstance(err.value, UnsafeCheckpointError)
+
+
+def test_files_that_do_not_fit_are_refused_with_what_is_wrong(tmp_path):
+    # weights of a ResNet-14 under a ResNet-8's name
+    obj = {"format": "dfkd_lib.model", "version": 1, "arch": "resnet8", "num_classes": 10,
+           "state_dict": cifar_resnet(14).state_dict(), "meta": {}}  # fmt: skip
+    torch.save(obj, tmp_path / "wrong.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit a resnet8 with 10 classes"):
+        load_model(tmp_path / "wrong.pt")
+    torch.save({"state_dict": cifar_resnet(8).state_dict()}, tmp_path / "bare.pt")  # no format
+    with pytest.raises(CheckpointError, match="not a dfkd_lib model"):
+        load_model(tmp_path / "bare.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")  # readable, but not a dict
+    with pytest.raises(CheckpointError, match="found Tensor"):
+        safe_load(tmp_path / "tensor.pt")
+    save_model(cifar_resnet(8), tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])  # a real file, cut short
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_model(tmp_path / "half.pt")
+
+
+def test_a_training_checkpoint_loads_as_its_student_and_a_model_file_is_no_checkpoint(tmp_path):
+    cfg = config_for("scratch", dataset="synthetic", synthetic_per_class=10, batch_size=50, epochs=1,
+                     device="cpu", student="resnet8", out_dir=str(tmp_path / "run"))  # fmt: skip
+    res = train(cfg, progress=False, verbose=False)
+    m = load_model(tmp_path / "run" / "checkpoint.pt")
+    assert m.meta == {"epoch": 0}
+    assert all(torch.equal(v, res.student.state_dict()[k]) for k, v in m.state_dict().items())
+    save_model(cifar_resnet(8), tmp_path / "other" / "checkpoint.pt")  # a model file where a checkpoint goes
+    with pytest.raises(CheckpointError, match="is not a training checkpoint"):
+        train(config_for(**{**cfg.to_dict(), "out_dir": str(tmp_path / "other"), "resume": True}), progress=False,
+              verbose=False)  # fmt: skip
+
+
+def test_an_interrupted_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    atomic_save({"epoch": 1, "w": torch.arange(4.0)}, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not mkstemp's private one
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 2, "w": torch.zeros(4)}, path)
+    monkeypatch.undo()
+    old = safe_load(path)
+    assert old["epoch"] == 1 and torch.equal(old["w"], torch.arange(4.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]  # no temporary file left behind

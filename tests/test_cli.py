@@ -105,3 +105,26 @@ def test_train_teacher_respects_the_config_file(tmp_path):
     from dfkd_lib.checkpoint import load_model
 
     assert load_model(tmp_path / "tt" / "model.pt").depth == 14
+
+
+def test_evaluate_prints_the_accuracy_that_evaluate_measures(cifar, tmp_path):
+    import json
+
+    import torch
+
+    from dfkd_lib.checkpoint import save_model
+    from dfkd_lib.data import get_loaders
+    from dfkd_lib.models import cifar_resnet
+    from dfkd_lib.train import evaluate
+
+    torch.manual_seed(0)
+    model = cifar_resnet(8)
+    save_model(model, tmp_path / "m.pt")
+    proc = run("evaluate", "--model", str(tmp_path / "m.pt"), "--split", "val", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    want = evaluate(model.eval(), get_loaders(cifar).val)  # the same split of the same data
+    assert got["split"] == "val" and got["accuracy"] == round(want["acc"], 2) and got["loss"] == round(want["loss"], 4)
+    save_model(cifar_resnet(8, 100), tmp_path / "m100.pt")
+    proc = run("evaluate", "--model", str(tmp_path / "m100.pt"), "--device", "cpu")
+    assert proc.returncode == 2 and "the model has 100 classes but cifar10 has 10" in proc.stderr

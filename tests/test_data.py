@@ -3,6 +3,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dfkd_lib import data as D
 
@@ -136,20 +137,44 @@ def test_augmentation_crops_and_flips_whole_batches():
     loader.set_epoch(1)
     assert not torch.equal(next(iter(loader))[0], a)
     assert a.shape == (2, 3, 32, 32)
-    # every output pixel is an input pixel of the same image and channel, or padding (0)
-    for img in a:
-        vals = set(img.flatten().round().long().tolist())
-        assert vals <= set(x.flatten().tolist()) | {0}
+
+
+def test_augmentation_is_a_padded_random_crop_with_a_random_flip():
+    torch.manual_seed(0)
+    img = torch.randint(1, 256, (3, 32, 32), dtype=torch.uint8)  # no zeros: padding is told apart
+    n = 64
+    loader = D.BatchLoader(img.expand(n, 3, 32, 32).clone(), torch.arange(n), n, mean=(0, 0, 0), std=(1, 1, 1),
+                           shuffle=True, augment=True, seed=1)  # fmt: skip
+    loader.set_epoch(0)
+    ((out, _),) = list(loader)
+    padded = F.pad(img.float(), (4, 4, 4, 4))
+    candidates = {}  # every 32 x 32 window of the padded image, flipped or not
+    for oy in range(9):
+        for ox in range(9):
+            crop = padded[:, oy : oy + 32, ox : ox + 32]
+            candidates[(oy, ox, False)], candidates[(oy, ox, True)] = crop, crop.flip(2)
+    seen = []
+    for o in (out * 255).round():  # the loader scales to [0, 1] before mean and std
+        match = [k for k, c in candidates.items() if torch.equal(o, c)]
+        assert len(match) == 1
+        seen.append(match[0])
+    assert len({(oy, ox) for oy, ox, _ in seen}) >= 20  # of 81 offsets, drawn 64 times
+    assert {flip for *_, flip in seen} == {False, True}
 
 
 def test_distributed_shards_are_disjoint(synthetic):
-    shards = []
+    shards, orders = [], []
     for rank in range(2):
         loaders = D.get_loaders(synthetic, batch_size=20, val_size=60, rank=rank, world_size=2)
+        orders.append(loaders.train._order())
         shards.append(torch.cat([x.flatten(1) for x, _ in loaders.train]))
     assert len(shards[0]) == len(shards[1])
     common = (torch.cdist(shards[0], shards[1]) < 1e-6).any()
     assert not bool(common)
+    # the indices themselves (the images above are augmented, so equal images could still differ)
+    per_rank = len(loaders.train.images) // 2
+    assert len(orders[0]) == len(orders[1]) == per_rank
+    assert len(set(orders[0].tolist()) | set(orders[1].tolist())) == 2 * per_rank
 
 
 def test_default_data_folder_is_the_checkouts_or_the_working_directorys(tmp_path, monkeypatch):

@@ -26,6 +26,11 @@ def test_recorder_keeps_flows_per_epoch(synthetic, tmp_path):
     with torch.no_grad():
         _, taps = res.student(x[:3], return_taps=True)
     np.testing.assert_allclose(rec.student[2][1][5], plan.student_flows(taps)[5][1].numpy(), rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        _, t_taps = teacher.eval()(x[:3], return_taps=True)
+    g_t = res.plan.teacher_flows(t_taps)  # the teacher's taps, through the plan's teacher side
+    for k in range(6):
+        np.testing.assert_allclose(rec.teacher[2][k], g_t[k][2].numpy(), rtol=1e-4, atol=1e-6)
     # the student moved between epochs, the teacher is recorded once
     assert not np.allclose(rec.student[0][0][5], rec.student[2][0][5])
     d0, d2 = rec.distance(0), rec.distance(2)
@@ -33,7 +38,9 @@ def test_recorder_keeps_flows_per_epoch(synthetic, tmp_path):
     fig = plot_flow_evolution(rec, image=None)
     assert len(fig.axes) >= 6 * 5
     widget = flow_explorer(rec)
-    assert widget is not None
+    import ipywidgets as W
+
+    assert isinstance(widget, W.VBox) and len(widget.children) == 4  # image and item, who, epoch, the figure
 
 
 def test_empty_recorder_raises():

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dfkd_lib import losses as L
 from dfkd_lib import methods as M
 from dfkd_lib.checkpoint import save_model
 from dfkd_lib.cli import make_parser
+from dfkd_lib.flow import make_flow_plan
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.report import load_runs, planned_epochs, summarise
 from dfkd_lib.train import _Run, config_for, measure_lambda_flow, train
@@ -220,6 +222,53 @@ def test_discriminator_options(teacher):
         assert 0 <= rec["d_acc_real"] <= 100 and math.isfinite(rec["d_logit_real"]) and math.isfinite(rec["loss_adv"])
 
 
+STAGE_ENDS = {"resnet14": [2, 4, 6], "resnet8": [1, 2, 3]}  # stem, then 2 (resp. 1) blocks a stage
+
+
+@pytest.mark.parametrize("method", sorted(M.METHODS))
+def test_each_term_of_a_step_is_the_loss_it_names(method, teacher):
+    """One step of every method's recipe, term by term, against the losses computed here from the
+    recipe's weights: catches a wrong weight, temperature, tap or pair set in the engine."""
+    cfg = config_for(method, teacher=teacher, epochs=1, **BASE)
+    run = _Run(cfg, None, None, progress=False)
+    run.calibrate()
+    x, y = run._first_batches(1)[0]
+    flags = run.flags(run.stage(0))
+    student = copy.deepcopy(run.student).train()  # the weights before the step
+    with torch.no_grad():
+        t_logits, t_taps = run.teacher(x, return_taps=True)
+        logits, s_taps = student(x, return_taps=True)
+    plan = make_flow_plan(run.teacher, student, cfg.pairs, cfg.pool)
+    g_t, g_s = plan.teacher_flows(t_taps), plan.student_flows(s_taps)
+    want = {}
+    if flags["ce"]:
+        want["ce"] = cfg.ce_weight * F.cross_entropy(logits, y)
+    if flags["kd"]:
+        want["kd"] = cfg.kd_weight * L.kd_loss(logits, t_logits, cfg.temperature)
+    if flags["at"]:
+        t_ends, s_ends = STAGE_ENDS["resnet14"], STAGE_ENDS["resnet8"]
+        want["at"] = cfg.at_beta / 2 * L.at_loss([t_taps[i] for i in t_ends], [s_taps[i] for i in s_ends])
+    if flags["flow"]:
+        want["flow"] = run.lambda_flow * L.flow_loss(g_t, g_s, cfg.flow_reduction, cfg.flow_norm)
+    terms, _ = run.train_step(x, y, flags)
+    if flags["adv"]:
+        # the critics after their step, which the student's term met; eval mode reuses the spectral
+        # norm's last estimate instead of iterating again
+        disc = copy.deepcopy(run.disc).eval()
+        unit = [g / g.flatten(1).norm(dim=1)[:, None, None] for g in g_s]
+        assert cfg.d_input == "unit" and cfg.d_noise == 0
+        with torch.no_grad():
+            want["adv"] = cfg.lambda_adv * L.generator_loss(disc(unit), cfg.gan_loss)
+    expected_terms = {"scratch": {"ce"}, "kd": {"ce", "kd"}, "at": {"ce", "at"}, "fsp": {"flow"},  # stage 1
+                      "dense": {"ce", "flow"}, "adv": {"ce", "adv"}, "adv-dense": {"ce", "flow", "adv"},
+                      "kd-dense": {"ce", "kd", "flow"}, "kd-adv-dense": {"ce", "kd", "flow", "adv"}}  # fmt: skip
+    assert set(want) == expected_terms[method]
+    got = {k: v for k, v in terms.items() if not k.startswith("d_")}
+    assert set(got) == set(want)
+    for k in want:
+        assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-5), (method, k)
+
+
 def test_scaled_and_unit_inputs_are_what_they_say(teacher):
     run = _Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="unit", **BASE), None, None, progress=False)
     flows = [torch.randn(3, 16, 16) * 7, torch.randn(3, 16, 32)]
@@ -229,9 +278,42 @@ def test_scaled_and_unit_inputs_are_what_they_say(teacher):
     run.calibrate()
     x, _ = run._first_batches(1)[0]
     _, t_taps = run.teacher(x, return_taps=True)
-    scaled = run.disc_inputs(run.plan.teacher_flows(t_taps))
+    g_t = run.plan.teacher_flows(t_taps)
+    scaled = run.disc_inputs(g_t)
     rms = torch.stack([g.flatten(1).pow(2).sum(1).mean().sqrt() for g in scaled])
     assert float(rms.min()) > 0.5 and float(rms.max()) < 2.0  # about one: the scale came from these batches
+    # exactly: each item's root-mean-square Frobenius norm over the images of the first four batches
+    sq = []
+    for xb, _ in run._first_batches(4):
+        flows = run.plan.teacher_flows(run.teacher(xb, return_taps=True)[1])
+        sq.append(torch.stack([g.flatten(1).pow(2).sum(1).mean() for g in flows]))
+    want = torch.stack(sq).mean(0).sqrt()  # equal batches: the mean over batches is the one over images
+    assert torch.allclose(run.item_scale, want, rtol=1e-5)
+    for g, s, k in zip(scaled, g_t, want):
+        assert torch.allclose(g, s / k, rtol=1e-6)
+
+
+def test_the_flow_probe_is_the_relative_distance_on_the_first_validation_images(teacher):
+    cfg = config_for("dense", teacher=teacher, epochs=1, probe_images=7, **BASE)
+    res = train(cfg, progress=False, verbose=False)
+    run = _Run(cfg, None, None, progress=False)  # the same data, split and teacher
+    x = torch.cat([xb for xb, _ in run.loaders.val])[:7]
+    student = copy.deepcopy(res.student).eval()
+    with torch.no_grad():
+        g_t = res.plan.teacher_flows(run.teacher(x, return_taps=True)[1])
+        g_s = res.plan.student_flows(student(x, return_taps=True)[1])
+    want = [float(((a - b).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1)).mean()) for a, b in zip(g_t, g_s)]
+    assert res.history[-1]["flow_dist"] == pytest.approx(want, abs=2e-5)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "want"),
+    [("cosine", [0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]), ("step", [0.1, 0.1, 0.01, 0.001])],
+)
+def test_the_learning_rate_follows_the_schedule_epoch_by_epoch(schedule, want):
+    cfg = config_for("scratch", epochs=4, schedule=schedule, milestones=(0.5, 0.75), **BASE)
+    hist = train(cfg, progress=False, verbose=False).history
+    assert [r["lr"] for r in hist] == pytest.approx(want, rel=1e-9)
 
 
 def test_a_run_with_measured_settings_resumes_bit_identical(teacher, tmp_path):

@@ -190,6 +190,27 @@ def test_a_non_finite_loss_in_one_process_stops_every_process(tmp_path):
     assert "a loss term became non-finite in another process at epoch 1, step 3" in proc.stderr  # rank 0
 
 
+def test_a_log_line_written_after_the_last_checkpoint_is_dropped_on_resume(tmp_path):
+    """A kill between the log line and the checkpoint leaves a line the checkpoint does not know:
+    the resumed run trains that epoch again and logs it once."""
+
+    class Killed(Exception):
+        pass
+
+    def die(rec, run):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(small("scratch", None, out_dir=str(tmp_path)), progress=False, verbose=False, callback=die)
+    log = tmp_path / "log.jsonl"
+    with open(log, "a") as f:
+        f.write(json.dumps({"epoch": 2, "test_acc": -1.0}) + "\n")  # an epoch 2 the checkpoint never saw
+    res = train(small("scratch", None, out_dir=str(tmp_path), resume=True), progress=False, verbose=False)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2] and lines[1]["test_acc"] >= 0
+    assert lines == json.loads(json.dumps(res.history))
+
+
 def test_existing_run_needs_resume(tmp_path):
     cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path))
     train(cfg, progress=False, verbose=False)
@@ -201,11 +222,12 @@ def test_existing_run_needs_resume(tmp_path):
 
 
 def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path):
-    # another process holds the folder's lock, as a second copy of a protocol script would
+    # another process holds the folder's lock, as a second copy of a protocol script would; it holds
+    # it until it is killed, however slow the machine (it waits on its stdin, not on a clock)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(tmp_path / ".lock")],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
