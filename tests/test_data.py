@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import numpy as np
@@ -123,6 +124,27 @@ def test_corrupt_and_misshapen_files_raise(tmp_path):
         D.load_cifar("cifar10", root=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
         D.load_cifar("mnist")
+
+
+class _Payload:
+    """Unpickling this calls ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_an_npz_with_pickled_objects_is_refused_without_running_them(tmp_path):
+    marker = tmp_path / "ran"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Payload(f"touch {marker}")
+    np.savez(tmp_path / "cifar10.npz", x_train=payload, y_train=np.zeros(1), x_test=np.zeros((1, 32, 32, 3), np.uint8),
+             y_test=np.zeros(1))  # fmt: skip
+    with pytest.raises(ValueError, match="cannot read"):
+        D.load_cifar("cifar10", root=tmp_path)
+    assert not marker.exists()
 
 
 def test_augmentation_crops_and_flips_whole_batches():
