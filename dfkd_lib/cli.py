@@ -21,6 +21,8 @@ from typing import Any
 from .methods import METHODS, RECIPE_VERSIONS
 from .train import TrainConfig, config_for
 
+__all__ = ["make_parser", "build_config", "main"]
+
 HELP = {
     "method": "what to train with (see the list above)",
     "student": "student network, e.g. resnet8, resnet14, resnet20",
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(text)
             else:
                 make_report(args.runs, args.out)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (ValueError, FileNotFoundError, IsADirectoryError, FileExistsError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m dfkd_lib {args.command}: error: {msg}", file=sys.stderr)
         return 2

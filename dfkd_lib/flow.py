@@ -92,6 +92,16 @@ def align_taps(teacher_blocks: int, student_blocks: int) -> list[int]:
     Student block ``j`` (1-based) of ``n_s`` in a stage is matched to teacher block
     ``ceil(j * n_t / n_s)`` of the same stage; stems match stems. Taps are numbered as in
     :class:`~dfkd_lib.models.CifarResNet`: 0 is the stem, then the blocks stage by stage.
+
+    Args:
+        teacher_blocks, student_blocks: residual blocks **per stage** (``(depth - 2) / 6`` for a
+            CIFAR ResNet: 4 for ResNet-26, 1 for ResNet-8), not depths.
+
+    Returns:
+        ``mapping[i]``: the teacher tap matched to student tap ``i`` (``1 + 3 * student_blocks`` taps).
+
+    >>> align_taps(4, 1)  # ResNet-26 -> ResNet-8
+    [0, 4, 8, 12]
     """
     n_t, n_s = teacher_blocks, student_blocks
     if n_s < 1 or n_t < 1:

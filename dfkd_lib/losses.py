@@ -71,7 +71,19 @@ def flow_loss(
     norm: str = "none",
     weights: Sequence[float] | Tensor | None = None,
 ) -> Tensor:
-    """Euclidean flow loss summed over items (see the module docstring for ``reduction`` and ``norm``).
+    """Euclidean flow loss: each item's distance per image, averaged over the batch, summed over items.
+
+    Args:
+        teacher_flows, student_flows: lists of ``(B, m, n)`` matrices, one per flow item, with
+            equal shapes item by item; the teacher's get no gradient.
+        reduction: ``"sum"`` (Yim et al.) or ``"mean"`` over each matrix's entries (see the module
+            docstring).
+        norm: ``"none"``, the squared Frobenius distance ``||G_T - G_S||^2``; ``"teacher"``, that
+            distance over the teacher's ``||G_T||^2`` image by image (0 for a perfect copy, 1 for
+            a zero matrix; ``reduction`` does not apply); ``"item"``, the distance times
+            ``weights[k]`` for item ``k``.
+        weights: one weight per item, used with ``norm="item"`` only (the training engine passes
+            ``1 / scale**2``, each teacher item's RMS norm from the first batches).
 
     Raises:
         ValueError: if the lists differ in length, an item's matrices differ in shape, or

@@ -1319,6 +1319,15 @@ def flows_over_time(
     groups = {k: list(v) for k, v in logs.items() if len(v)}
     if reference not in groups:
         raise ValueError(f"logs needs the reference {reference!r}: the distances are measured against it")
+    sizes = {
+        name: {len(rec["flow_dist"]) for log in runs for rec in log if "flow_dist" in rec}
+        for name, runs in groups.items()
+    }
+    if len(set().union(*sizes.values())) > 1:
+        raise ValueError(
+            f"flow_dist has different numbers of items by method ({ {k: sorted(v) for k, v in sizes.items() if v} }): "
+            "place every run's distances on the same items, NaN where a method has none"
+        )
 
     def seed_means(runs: Sequence[Sequence[Mapping[str, Any]]], key: str) -> dict[int, np.ndarray]:
         per_seed = [_by_ce_epoch(log, key) for log in runs]

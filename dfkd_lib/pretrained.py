@@ -79,10 +79,20 @@ def load_pretrained(name: str, verify: bool = True) -> CifarResNet:
 
 
 def load_teacher(spec: str) -> CifarResNet:
-    """A teacher from a model/checkpoint file path or the name of a shipped model."""
+    """A teacher from a model/checkpoint file path or the name of a shipped model.
+
+    Raises:
+        FileNotFoundError: ``spec`` is neither a file nor a shipped name.
+        IsADirectoryError: ``spec`` is a folder (a run folder holds ``model.pt``).
+        CheckpointError: the file is corrupt, unsafe, or not a dfkd_lib model.
+    """
     if spec in manifest():
         return load_pretrained(spec)
     path = Path(spec).expanduser()
+    if path.is_dir():
+        inside = [p.name for p in (path / "model.pt", path / "checkpoint.pt") if p.is_file()]
+        hint = f"; it holds {' and '.join(inside)}: pass {path / inside[0]}" if inside else ""
+        raise IsADirectoryError(f"teacher {spec!r} is a folder, not a model file{hint}")
     if path.exists():
         return load_model(path)
     raise FileNotFoundError(

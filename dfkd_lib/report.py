@@ -33,6 +33,12 @@ __all__ = [
     "beyond_spread",
     "comparisons",
     "make_report",
+    "headline",
+    "stopped_runs",
+    "planned_epochs",
+    "ScreenRow",
+    "screen_rows",
+    "screen_markdown",
 ]
 
 # Options that say where or how a run was made, or what it logs, not what it trains

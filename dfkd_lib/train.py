@@ -64,7 +64,12 @@ D_INPUTS = ("raw", "scaled", "unit")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run. Unset fields take the method's recipe, then these defaults."""
+    """Everything that defines a run.
+
+    Build it with :func:`config_for`, which fills in the method's recipe (its loss weights, pair
+    set, discriminator settings) and then your overrides. ``TrainConfig(method=...)`` on its own
+    takes only the defaults below, in which every weight but the cross-entropy's is 0: a ``kd``
+    or ``dense`` config made that way trains on cross-entropy alone."""
 
     method: str = "scratch"
     student: str = "resnet8"
@@ -139,6 +144,7 @@ class TrainConfig:
             (self.d_noise >= 0 and self.d_r1 >= 0, "d_noise/d_r1", "non-negative"),
             (self.d_every >= 1, "d_every", "at least 1"),
             (self.probe_images >= 0, "probe_images", "non-negative"),
+            (self.max_train_batches is None or self.max_train_batches >= 1, "max_train_batches", "None or at least 1"),
             (0 < self.labelled_fraction <= 1, "labelled_fraction", "in (0, 1]"),
             (self.lambda_flow >= 0 and self.lambda_adv >= 0, "lambda_flow/lambda_adv", "non-negative"),
             (self.momentum >= 0 and self.momentum < 1, "momentum", "in [0, 1)"),
@@ -280,12 +286,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def evaluate(
     model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], amp_dtype: torch.dtype | None = None
 ) -> dict[str, float]:
-    """Top-1 accuracy (%) and mean cross-entropy of ``model`` on ``loader``."""
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``loader``, in eval mode.
+
+    Args:
+        model: a classifier; its mode is restored afterwards.
+        loader: batches of ``(images, labels)``, e.g. ``loaders.test`` or ``loaders.val`` of
+            :func:`dfkd_lib.data.get_loaders`; they are moved to the model's device.
+        amp_dtype: run the forward passes under autocast with this dtype (None: float32).
+
+    Returns:
+        ``{"acc": accuracy in %, "loss": mean cross-entropy per image}``.
+    """
+    if hasattr(loader, "train") and hasattr(loader, "test"):
+        raise TypeError("evaluate takes one loader (say loaders.test or loaders.val), not the Loaders of get_loaders")
     was_training = model.training
     model.eval()
     correct, total, loss = 0, 0, 0.0
     device = next(model.parameters()).device
     for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(x)
         loss += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))

@@ -28,6 +28,7 @@ def test_help_lists_methods():
         (["train", "--epochs", "two"], "argument --epochs: invalid int value"),
         (["train", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml does not exist"),
         (["evaluate", "--model", "nonexistent_teacher"], "neither a file nor a pretrained name"),
+        (["evaluate", "--model", "tests"], "is a folder, not a model file"),
     ],
 )
 def test_invalid_input_gives_one_line_error(args, needle):

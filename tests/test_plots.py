@@ -290,3 +290,6 @@ def test_flow_over_time_divides_by_the_reference_per_epoch_and_puts_a_flow_only_
     for f in (plots.flows_over_time, plots.plot_flow_over_time):
         with pytest.raises(ValueError, match="reference"):
             f({"dense": dense})
+    three = [[{"epoch": 1, "flow_dist": [1.0, 1.0, 1.0]}]]  # a log of another pair set, not placed on the items
+    with pytest.raises(ValueError, match="same items"):
+        plots.flows_over_time({"scratch": scratch, "sparse": three})

@@ -276,6 +276,7 @@ def test_bad_configs_raise_clear_errors(teacher_file):
         ("adv", {"d_input": "whitened"}, "invalid d_input"),
         ("adv", {"d_every": 0}, "invalid d_every"),
         ("adv", {"d_r1": -1.0}, "invalid d_noise/d_r1"),
+        ("scratch", {"max_train_batches": 0}, "invalid max_train_batches: 0"),
     ],
 )
 def test_invalid_options_are_named_before_anything_runs(method, options, needle):
@@ -334,3 +335,5 @@ def test_evaluate_counts_correctly(synthetic):
     model = cifar_resnet(8).train()
     evaluate(model, loaders.test)
     assert model.training  # the mode it had is given back
+    with pytest.raises(TypeError, match="one loader"):
+        evaluate(model, loaders)
