@@ -9,7 +9,8 @@ Where the data come from, in this order, for ``name`` in ``{"cifar10", "cifar100
 for each ``<dir>`` in: the ``root`` argument, the ``DFKD_DATA`` environment variable, the
 default data folder (:func:`local_data_dir`: the repository's ``data/`` in a checkout, else
 ``./data``) and a ``shared/data`` folder beside the checkout. With ``download=True``
-torchvision downloads into the default data folder when nothing was found.
+torchvision downloads, when nothing was found, into ``root`` if it is given (creating it) and
+into the default data folder otherwise.
 
 The whole data set is kept as one ``uint8`` tensor (150 MB for CIFAR, also on a GPU) and
 :class:`BatchLoader` crops, flips and normalises a whole batch at once, which is several times
@@ -148,23 +149,35 @@ def _load_torchvision(folder: Path, name: str, download: bool) -> DatasetArrays:
 def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, download: bool = False) -> DatasetArrays:
     """Load CIFAR-10 or CIFAR-100 as arrays from the first place that has it.
 
+    Args:
+        name: ``"cifar10"`` or ``"cifar100"``.
+        root: a folder to look in first (see the module docstring for the others); with
+            ``download=True``, where the download goes.
+        download: download with torchvision when no copy is found.
+
     Raises:
-        DataNotFoundError: nothing found (and no download asked for, or it failed); the message
-            lists the folders searched and says where to put the data.
+        DataNotFoundError: nothing found (and no download asked for, or it failed), or ``root``
+            does not exist (without ``download``); the message lists the folders searched and
+            says where to put the data.
         ValueError: a file was found but is corrupt or has the wrong shapes.
     """
     name = _check_name(name)
     dirs = candidate_dirs(root)
-    if root is not None and not Path(root).expanduser().exists():
+    if root is not None and not download and not Path(root).expanduser().exists():
         raise DataNotFoundError(f"data folder {root} does not exist")
     for d in dirs:
         npz = d / f"{name}.npz"
         if npz.is_file():
             return _load_npz(npz, name)
         if (d / _TV_FOLDERS[name]).is_dir():
-            return _load_torchvision(d, name, download=False)
+            try:
+                return _load_torchvision(d, name, download=False)
+            except ImportError:
+                raise
+            except Exception as e:  # torchvision's "not found or corrupted", a truncated batch, ...
+                raise ValueError(f"cannot read {d / _TV_FOLDERS[name]} (corrupt or incomplete): {e}") from e
     if download:
-        target = Path(root) if root is not None else local_data_dir()
+        target = Path(root).expanduser() if root is not None else local_data_dir()
         target.mkdir(parents=True, exist_ok=True)
         try:
             return _load_torchvision(target, name, download=True)

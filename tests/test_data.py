@@ -1,5 +1,6 @@
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,25 @@ def test_corrupt_and_misshapen_files_raise(tmp_path):
         D.load_cifar("cifar10", root=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
         D.load_cifar("mnist")
+
+
+def test_a_download_goes_into_root_even_a_new_one_and_a_broken_folder_is_named(tmp_path, monkeypatch):
+    tried = []
+
+    def offline(folder, name, download):
+        tried.append((folder, download))
+        raise OSError("no network")
+
+    monkeypatch.setattr(D, "_load_torchvision", offline)
+    monkeypatch.setattr(D, "candidate_dirs", lambda root=None: [Path(root)] if root else [])  # no other copy
+    new = tmp_path / "new" / "data"
+    with pytest.raises(D.DataNotFoundError, match=f"could not download cifar10 into {new}: no network"):
+        D.load_cifar("cifar10", root=new, download=True)
+    assert tried == [(new, True)] and new.is_dir()
+    monkeypatch.undo()
+    (tmp_path / "cifar-10-batches-py").mkdir()  # torchvision's folder, but empty
+    with pytest.raises(ValueError, match="cifar-10-batches-py .corrupt or incomplete"):
+        D.load_cifar("cifar10", root=tmp_path)
 
 
 class _Payload:
