@@ -26,8 +26,13 @@ class FlowRecorder:
     """Keeps the flow matrices of fixed images, per epoch, during :func:`~dfkd_lib.train.train`.
 
     Use it as both hooks: ``train(cfg, on_start=rec, callback=rec)``; ``on_start`` records the
-    untrained student as epoch 0. The run must have a flow plan (methods ``fsp``, ``dense``,
-    ``adv``, ``adv-dense``).
+    untrained student as epoch 0. The run must have a flow plan: it has a teacher, and its method
+    uses flows (``fsp``, ``dense``, ``adv`` and the methods built on them) or it probes them
+    (``probe_images > 0``, the default: ``kd``, ``at``, or ``scratch`` given a teacher).
+
+    Args:
+        images: the ``(N, 3, 32, 32)`` images to follow, normalised as the loaders give them.
+        labels: their labels, for titles (optional).
 
     Attributes:
         images: the ``(N, 3, 32, 32)`` normalised images.
@@ -72,10 +77,13 @@ class FlowRecorder:
 
     @property
     def epochs(self) -> list[int]:
+        """The recorded epochs, in order (0: the untrained student)."""
         return sorted(self.student)
 
     def mean_flow(self, k: int, epoch: int | None = None) -> np.ndarray:
         """Item ``k``'s matrix averaged over the images: the teacher's, or the student's at ``epoch``."""
+        if epoch is not None and epoch not in self.student:
+            raise KeyError(f"epoch {epoch} was not recorded; recorded: {self.epochs}")
         mats = self.teacher if epoch is None else self.student[epoch]
         return np.mean([m[k] for m in mats], axis=0)
 

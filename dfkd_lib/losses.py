@@ -89,6 +89,8 @@ def flow_loss(
         ValueError: if the lists differ in length, an item's matrices differ in shape, or
             ``norm="item"`` comes without one weight per item.
     """
+    if isinstance(teacher_flows, Tensor) or isinstance(student_flows, Tensor):
+        raise TypeError("flow_loss takes lists of flow matrices, one tensor per item (wrap one item: [g_t], [g_s])")
     if len(teacher_flows) != len(student_flows):
         raise ValueError(f"{len(teacher_flows)} teacher flow items but {len(student_flows)} student items")
     if not teacher_flows:
@@ -152,6 +154,8 @@ def attention_map(f: Tensor) -> Tensor:
 def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) -> Tensor:
     """Attention transfer: sum over feature pairs of the mean squared difference of attention
     maps (multiply by ``beta``, conventionally 1000, in the objective)."""
+    if isinstance(teacher_feats, Tensor) or isinstance(student_feats, Tensor):
+        raise TypeError("at_loss takes lists of feature maps, one per pair, not one tensor")
     if len(teacher_feats) != len(student_feats) or not teacher_feats:
         raise ValueError("at_loss needs equally many (and at least one) teacher and student maps")
     total = student_feats[0].new_zeros((), dtype=torch.float32)
@@ -162,6 +166,15 @@ def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) ->
             )
         total = total + (attention_map(ft.detach()) - attention_map(fs)).pow(2).mean()
     return total
+
+
+def _check_items(**lists: Sequence[Tensor]) -> None:
+    """The per-item losses take one tensor per flow item: refuse one tensor, or no items, by name."""
+    for name, items in lists.items():
+        if isinstance(items, Tensor):
+            raise TypeError(f"{name} must be a list with one tensor per flow item, not one tensor (wrap it: [{name}])")
+        if len(items) == 0:
+            raise ValueError(f"{name} holds no flow items")
 
 
 def _check_kind(kind: str) -> None:
@@ -176,6 +189,7 @@ def discriminator_loss(real_logits: Sequence[Tensor], fake_logits: Sequence[Tens
     * ``lsgan``: ``0.5 (D(G_T) - 1)^2 + 0.5 D(G_S)^2`` (Mao et al.)
     * ``hinge``: ``relu(1 - D(G_T)) + relu(1 + D(G_S))`` (Lim & Ye)
     """
+    _check_items(real_logits=real_logits, fake_logits=fake_logits)
     _check_kind(kind)
     total = real_logits[0].new_zeros(())
     for real, fake in zip(real_logits, fake_logits, strict=True):
@@ -198,6 +212,7 @@ def generator_loss(fake_logits: Sequence[Tensor], kind: str = "bce") -> Tensor:
     * ``lsgan``: ``0.5 (D(G_S) - 1)^2``
     * ``hinge``: ``-D(G_S)``
     """
+    _check_items(fake_logits=fake_logits)
     _check_kind(kind)
     total = fake_logits[0].new_zeros(())
     for fake in fake_logits:
@@ -219,6 +234,7 @@ def discriminator_accuracy(
 
     The decision threshold is 0 for ``bce`` and ``hinge`` and 0.5 for ``lsgan`` (targets 0 and 1).
     """
+    _check_items(real_logits=real_logits, fake_logits=fake_logits)
     _check_kind(kind)
     thr = 0.5 if kind == "lsgan" else 0.0
     real = torch.cat([r.detach().flatten() for r in real_logits])
@@ -233,6 +249,7 @@ def r1_penalty(real_logits: Sequence[Tensor], real_inputs: Sequence[Tensor]) -> 
     keeps its graph so that the discriminators' backward pass includes it (weight it by
     ``gamma / 2``).
     """
+    _check_items(real_logits=real_logits, real_inputs=real_inputs)
     total = real_logits[0].new_zeros(())
     for logit, x in zip(real_logits, real_inputs, strict=True):
         (grad,) = torch.autograd.grad(logit.sum(), x, create_graph=True)

@@ -144,6 +144,8 @@ def cifar_resnet(depth: int, num_classes: int = 10) -> CifarResNet:
 
 def model_from_name(name: str, num_classes: int = 10) -> CifarResNet:
     """Build a model from a name such as ``"resnet8"`` or ``"ResNet-26"``."""
+    if not isinstance(name, str):
+        raise TypeError(f"model names are strings such as 'resnet8', got {name!r} (for a depth use cifar_resnet)")
     m = re.fullmatch(r"resnet-?(\d+)", name.strip().lower())
     if not m:
         raise ValueError(f"unknown model name {name!r}; expected e.g. 'resnet8', 'resnet26', 'resnet56'")

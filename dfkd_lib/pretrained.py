@@ -120,8 +120,11 @@ def load_student(method: str, dataset: str = "cifar10", labelled_fraction: float
     """
     found = students(dataset, labelled_fraction)
     if method not in found:
+        shipped = sorted({(e["dataset"], float(e.get("labelled_fraction", 1.0))) for e in manifest().values()
+                          if e.get("role") == "student"})  # fmt: skip
+        where = ", ".join(f"{d} at {f:g}" for d, f in shipped) or "none"
         raise KeyError(
             f"no shipped student of method {method!r} ({dataset}, labelled fraction {labelled_fraction:g}); "
-            f"shipped: {sorted(found) or 'none'}"
+            f"shipped: {sorted(found) or 'none'} (students are shipped for: {where})"
         )
     return load_pretrained(found[method])

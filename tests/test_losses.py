@@ -142,3 +142,17 @@ def test_relative_flow_errors_are_the_terms_of_the_teacher_normalised_loss():
     # one image per batch: the error is the square of flow_distances' value
     one_t, one_s = [g[:1] for g in gt], [g[:1] for g in gs]
     torch.testing.assert_close(relative_flow_errors(one_t, one_s), flow_distances(one_t, one_s) ** 2)
+
+
+def test_per_item_losses_refuse_one_tensor_or_no_items():
+    z = torch.randn(4, 1)
+    for call in (lambda: L.generator_loss(z), lambda: L.discriminator_loss(z, [z]),
+                 lambda: L.discriminator_accuracy([z], z), lambda: L.r1_penalty(z, [z]),
+                 lambda: L.flow_loss(torch.randn(2, 3, 3), torch.randn(2, 3, 3)),
+                 lambda: L.at_loss(torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8))):  # fmt: skip
+        with pytest.raises(TypeError, match="one tensor"):
+            call()
+    with pytest.raises(ValueError, match="no flow items"):
+        L.generator_loss([])
+    with pytest.raises(ValueError, match="no flow items"):
+        L.discriminator_loss([], [])

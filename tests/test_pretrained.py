@@ -76,6 +76,8 @@ def test_students_are_found_by_method(tmp_path, monkeypatch):
     assert student.meta["method"] == "kd" and student.depth == 8
     with pytest.raises(KeyError, match=r"of method 'fsp'.*shipped: \['kd'\]"):
         pretrained.load_student("fsp")
+    with pytest.raises(KeyError, match=r"shipped for: cifar10 at 0.1, cifar10 at 1"):
+        pretrained.load_student("kd", dataset="CIFAR-10")  # not the data set's name in the manifest
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if pretrained.manifest()[n].get("role") == "student"])
