@@ -239,6 +239,7 @@ class Chapter:
 
     @property
     def quick(self) -> bool:
+        """Whether the chapter runs the ``quick`` (CPU, minutes) profile."""
         return self.profile == "quick"
 
     @property
@@ -261,10 +262,15 @@ class Chapter:
         idx = np.random.default_rng(self.seed).permutation(n)[: self.eval_size]
         return dataclasses.replace(data, x_test=data.x_test[idx], y_test=data.y_test[idx])
 
-    def images(self, indices: Any, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``indices`` of a split, normalised as the loaders do, and their labels, on the device."""
+    def images(
+        self, indices: int | Sequence[int] | np.ndarray, split: str = "test"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``indices`` of a split (``"test"``, or ``"train"``: the whole training file,
+        validation images included), normalised as the loaders do, and their labels, on the device."""
         from .data import STATS
 
+        if split not in ("test", "train"):
+            raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         data = self._data()
         x = data.x_test if split == "test" else data.x_train
         y = data.y_test if split == "test" else data.y_train

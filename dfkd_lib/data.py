@@ -262,6 +262,20 @@ class BatchLoader:
     order and the augmentation of epoch ``e`` depend only on ``(seed, e)`` (see :meth:`set_epoch`),
     so a resumed run sees exactly the batches an uninterrupted one would. With ``world_size > 1``
     each rank gets an equal, disjoint share of every epoch (for DistributedDataParallel).
+
+    Args:
+        images: ``(N, 3, H, W)`` ``uint8`` images; kept on ``device`` whole.
+        labels: ``(N,)`` labels (``-1`` for an image whose label is withheld).
+        batch_size: images per batch (per rank).
+        mean, std: per-channel statistics on the 0-1 scale; a batch is ``(x / 255 - mean) / std``.
+        shuffle: a new order every epoch (else the stored order).
+        augment: pad, crop and flip as above.
+        drop_last: drop a last, incomplete batch.
+        seed: with the epoch, fixes the order and the augmentation.
+        device: where the images live and batches are made.
+        channels_last: give batches in the channels-last memory format.
+        rank, world_size: this process's share of each epoch.
+        max_batches: stop an epoch after this many batches (None: all).
     """
 
     def __init__(
@@ -393,6 +407,22 @@ def get_loaders(
             (class-balanced, chosen by ``split_seed``); the others get label ``-1``.
         seed: the run's seed for shuffling and augmentation.
         batch_size: global batch size; each of ``world_size`` ranks gets ``batch_size // world_size``.
+        root, download: where to look for the data set, and whether to download it (see
+            :func:`load_cifar`).
+        eval_batch_size: batch size of the validation and test loaders.
+        split_seed: seed of the validation split and of the labelled subset.
+        device, channels_last: where batches are made, and in which memory format.
+        augment: crop and flip the training batches.
+        rank, world_size: this process's share of each training epoch (DistributedDataParallel).
+        max_train_batches: batches per training epoch at most (None: all), for short runs.
+
+    Returns:
+        :class:`Loaders`: ``train``, ``val`` (None when ``val_size`` is 0) and ``test``, with the
+        class names, where the data came from and the split sizes.
+
+    Raises:
+        DataNotFoundError: no copy of the data set found (see :func:`load_cifar`).
+        ValueError: ``batch_size`` not divisible by ``world_size``, or a corrupt file.
     """
     arrays = dataset if isinstance(dataset, DatasetArrays) else load_cifar(dataset, root, download)
     mean, std = STATS.get(arrays.name, STATS["cifar10"])

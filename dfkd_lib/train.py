@@ -932,6 +932,15 @@ def train(
 
     Returns:
         The trained student, the per-epoch history and the discriminators and flow plan used.
+
+    Raises:
+        ValueError: an invalid option (named), or a teacher and student that do not fit.
+        FileNotFoundError: the teacher (neither a file nor a shipped name) or the data set is not found.
+        FileExistsError: ``out_dir`` already holds a run and ``resume`` is not set.
+        RunFolderBusyError: another process is training in ``out_dir``.
+        CheckpointError: the checkpoint to resume from is corrupt or was made with other settings.
+        NonFiniteLossError: a loss term became NaN or infinite (``stopped.json`` in ``out_dir``
+            says where).
     """
     run = _Run(cfg, loaders, teacher, progress)
     lock = _claim_folder(run.out) if run.out is not None and run.main else None
