@@ -107,7 +107,11 @@ def _arch_of(model: nn.Module) -> str:
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, **meta: Any) -> None:
-    """Save a :class:`~dfkd_lib.models.CifarResNet` with its architecture and ``meta`` (atomically)."""
+    """Save a :class:`~dfkd_lib.models.CifarResNet` with its architecture and ``meta`` (atomically).
+
+    Raises:
+        TypeError: ``model`` is not a :class:`~dfkd_lib.models.CifarResNet`.
+    """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_save(
@@ -121,6 +125,11 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Rebuild a model saved by :func:`save_model` (or the ``student`` of a training checkpoint).
 
     The returned model carries the file's metadata in ``model.meta``.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, not a dfkd_lib file, or its weights do not
+            fit its architecture (:class:`UnsafeCheckpointError` if it holds objects that loading
+            could run).
     """
     obj = safe_load(path, map_location)
     if obj.get("format") == MODEL_FORMAT:

@@ -159,7 +159,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def count_macs(model: nn.Module, input_size: int = 32) -> int:
-    """Multiply-accumulate operations of one forward pass on one ``3 x s x s`` image.
+    """Multiply-accumulate operations of one forward pass on one ``3 x input_size x input_size`` image.
 
     Counts convolutions and linear layers, which dominate; batch norm, ReLU and the additions
     of the shortcuts are left out, as is usual.

@@ -343,7 +343,13 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
 
 
 def make_report(runs_root: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """Write ``table.md``, ``summary.json`` and the plots for the runs below ``runs_root``."""
+    """Write ``table.md``, ``summary.json`` and the plots for the runs below ``runs_root`` (into
+    ``out``, default ``runs_root``), print the table, and return the summary that ``summary.json``
+    holds.
+
+    Raises:
+        FileNotFoundError: no run log below ``runs_root``.
+    """
     runs = load_runs(runs_root)
     if not runs:
         raise FileNotFoundError(f"no run logs (config.json + log.jsonl) found below {runs_root}")

@@ -930,6 +930,12 @@ def train(
         on_start: called once with the run before the first epoch (e.g. to record the
             untrained student, see :class:`dfkd_lib.explorer.FlowRecorder`).
 
+    The run that the hooks receive offers: ``cfg``, ``device``, ``student``, ``teacher`` (None
+    without one), ``plan`` (the flow plan, None without flows), ``disc`` (the discriminators, None
+    without), ``lambda_flow`` (the flow weight in use; a hook may set it), ``history`` (the
+    records so far) and ``flow_weight_by_gradients(batches, ratio)`` (the gradient rule, see
+    :func:`measure_lambda_flow`). The rest of the run object is the engine's own.
+
     Returns:
         The trained student, the per-epoch history and the discriminators and flow plan used.
 
