@@ -1,10 +1,16 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from dfkd_lib.checkpoint import save_model
 from dfkd_lib.cli import build_config, main, make_parser
+from dfkd_lib.data import get_loaders
+from dfkd_lib.models import cifar_resnet
+from dfkd_lib.train import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,15 +115,6 @@ def test_train_teacher_respects_the_config_file(tmp_path):
 
 
 def test_evaluate_prints_the_accuracy_that_evaluate_measures(cifar, tmp_path):
-    import json
-
-    import torch
-
-    from dfkd_lib.checkpoint import save_model
-    from dfkd_lib.data import get_loaders
-    from dfkd_lib.models import cifar_resnet
-    from dfkd_lib.train import evaluate
-
     torch.manual_seed(0)
     model = cifar_resnet(8)
     save_model(model, tmp_path / "m.pt")

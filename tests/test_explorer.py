@@ -1,3 +1,4 @@
+import ipywidgets as W
 import numpy as np
 import pytest
 import torch
@@ -38,8 +39,6 @@ def test_recorder_keeps_flows_per_epoch(synthetic, tmp_path):
     fig = plot_flow_evolution(rec, image=None)
     assert len(fig.axes) >= 6 * 5
     widget = flow_explorer(rec)
-    import ipywidgets as W
-
     assert isinstance(widget, W.VBox) and len(widget.children) == 4  # image and item, who, epoch, the figure
 
 
