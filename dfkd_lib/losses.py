@@ -89,12 +89,9 @@ def flow_loss(
         ValueError: if the lists differ in length, an item's matrices differ in shape, or
             ``norm="item"`` comes without one weight per item.
     """
-    if isinstance(teacher_flows, Tensor) or isinstance(student_flows, Tensor):
-        raise TypeError("flow_loss takes lists of flow matrices, one tensor per item (wrap one item: [g_t], [g_s])")
+    _check_items(teacher_flows=teacher_flows, student_flows=student_flows)
     if len(teacher_flows) != len(student_flows):
         raise ValueError(f"{len(teacher_flows)} teacher flow items but {len(student_flows)} student items")
-    if not teacher_flows:
-        raise ValueError("no flow items given")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown reduction {reduction!r}; choose 'sum' or 'mean'")
     if norm not in FLOW_NORMS:
@@ -154,10 +151,9 @@ def attention_map(f: Tensor) -> Tensor:
 def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) -> Tensor:
     """Attention transfer: sum over feature pairs of the mean squared difference of attention
     maps (multiply by ``beta``, conventionally 1000, in the objective)."""
-    if isinstance(teacher_feats, Tensor) or isinstance(student_feats, Tensor):
-        raise TypeError("at_loss takes lists of feature maps, one per pair, not one tensor")
-    if len(teacher_feats) != len(student_feats) or not teacher_feats:
-        raise ValueError("at_loss needs equally many (and at least one) teacher and student maps")
+    _check_items("feature map", teacher_feats=teacher_feats, student_feats=student_feats)
+    if len(teacher_feats) != len(student_feats):
+        raise ValueError("at_loss needs equally many teacher and student maps")
     total = student_feats[0].new_zeros((), dtype=torch.float32)
     for k, (ft, fs) in enumerate(zip(teacher_feats, student_feats)):
         if ft.shape[-2:] != fs.shape[-2:]:
@@ -168,13 +164,13 @@ def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) ->
     return total
 
 
-def _check_items(**lists: Sequence[Tensor]) -> None:
-    """The per-item losses take one tensor per flow item: refuse one tensor, or no items, by name."""
+def _check_items(item: str = "flow item", **lists: Sequence[Tensor]) -> None:
+    """The losses over items take one tensor per ``item``: refuse one tensor, or none, by name."""
     for name, items in lists.items():
         if isinstance(items, Tensor):
-            raise TypeError(f"{name} must be a list with one tensor per flow item, not one tensor (wrap it: [{name}])")
+            raise TypeError(f"{name} must be a list with one tensor per {item}, not one tensor (wrap it: [{name}])")
         if len(items) == 0:
-            raise ValueError(f"{name} holds no flow items")
+            raise ValueError(f"{name} holds no {item}s")
 
 
 def _check_kind(kind: str) -> None:

@@ -297,7 +297,7 @@ def evaluate(
     Returns:
         ``{"acc": accuracy in %, "loss": mean cross-entropy per image}``.
     """
-    if hasattr(loader, "train") and hasattr(loader, "test"):
+    if isinstance(loader, Loaders):
         raise TypeError("evaluate takes one loader (say loaders.test or loaders.val), not the Loaders of get_loaders")
     was_training = model.training
     model.eval()

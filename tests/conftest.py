@@ -24,3 +24,19 @@ def synthetic():
     from dfkd_lib.data import make_synthetic
 
     return make_synthetic(10, train_per_class=60, test_per_class=20, seed=0)
+
+
+class _SystemCall:
+    """Unpickling this calls ``os.system(command)``: what an untrusted file may hold."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.fixture
+def crafted_payload():
+    """``crafted_payload(marker)``: an object whose unpickling creates the file ``marker``."""
+    return lambda marker: _SystemCall(f"touch {marker}")

@@ -28,16 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-class _Payload:
-    """Unpickling this calls ``os.system(command)``."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
-
-
 def _model_file(path: Path, **extra) -> None:
     state = {k: v for k, v in cifar_resnet(8).state_dict().items()}
     obj = {"format": "dfkd_lib.model", "version": 1, "arch": "resnet8", "num_classes": 10, "state_dict": state,
@@ -51,10 +41,10 @@ def _model_file(path: Path, **extra) -> None:
 
 
 @pytest.fixture
-def crafted(tmp_path):
+def crafted(tmp_path, crafted_payload):
     """Three crafted files (metadata, state dict, a training checkpoint's RNG state) and the marker."""
     marker = tmp_path / "marker"
-    payload = _Payload(f"touch {marker}")
+    payload = crafted_payload(marker)
     _model_file(tmp_path / "meta.pt", meta=payload)
     _model_file(tmp_path / "state.pt", state=payload)
     # a real training checkpoint, then its RNG state replaced by the payload

@@ -1,4 +1,3 @@
-import os
 import pickle
 from pathlib import Path
 
@@ -146,20 +145,10 @@ def test_a_download_goes_into_root_even_a_new_one_and_a_broken_folder_is_named(t
         D.load_cifar("cifar10", root=tmp_path)
 
 
-class _Payload:
-    """Unpickling this calls ``os.system(command)``."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
-
-
-def test_an_npz_with_pickled_objects_is_refused_without_running_them(tmp_path):
+def test_an_npz_with_pickled_objects_is_refused_without_running_them(tmp_path, crafted_payload):
     marker = tmp_path / "ran"
     payload = np.empty(1, dtype=object)
-    payload[0] = _Payload(f"touch {marker}")
+    payload[0] = crafted_payload(marker)
     np.savez(tmp_path / "cifar10.npz", x_train=payload, y_train=np.zeros(1), x_test=np.zeros((1, 32, 32, 3), np.uint8),
              y_test=np.zeros(1))  # fmt: skip
     with pytest.raises(ValueError, match="cannot read"):
