@@ -1052,13 +1052,17 @@ def plot_method_schematic(
             a weight (``lambda_flow`` is then not shown).
         flow_norm: ``"teacher"`` writes the flow term as each item's error relative to the
             teacher's matrix, as ``TrainConfig.flow_norm`` does; ``"none"`` as the plain distance.
-        d_input: ``"unit"`` says that the discriminators read each matrix over its own norm.
+        d_input: what the discriminators read, as ``TrainConfig.d_input``: ``"raw"`` flows,
+            ``"unit"`` each matrix over its own norm, ``"scaled"`` each item over the teacher's
+            RMS norm; the last two are written with a hat in the objective.
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     nt, ns = len(teacher_names), len(student_names)
     if len(teacher_stages) != nt or len(student_stages) != ns or len(mapping) != ns:
         raise ValueError("names, stages and mapping must have one entry per tap")
+    if d_input not in ("raw", "scaled", "unit"):
+        raise ValueError(f"d_input must be 'raw', 'scaled' or 'unit', not {d_input!r}")
     pairs = [(int(a), int(b)) for a, b in pairs]
     if any(not 0 <= a < b < ns for a, b in pairs):
         raise ValueError(f"pairs must be (a, b) with 0 <= a < b < {ns}")
@@ -1111,9 +1115,13 @@ def plot_method_schematic(
     top, bottom = y_t + 1.2, y_s - 1.6
     ys_d = np.linspace(top, bottom, k_items) if k_items > 1 else np.array([(top + bottom) / 2])
     ax.text(x_d + 0.45, top + 0.75, "one discriminator per item", ha="center", fontsize=10)
-    reads = "reads $G^T_k$ (real) or $G^S_k$ (fake)"
-    if d_input == "unit":
-        reads = "reads $G^T_k / \\Vert G^T_k \\Vert_F$ (real) or $G^S_k / \\Vert G^S_k \\Vert_F$ (fake)"
+    # what the discriminators read: the flows themselves, or each over a norm (written with a hat)
+    seen = "G" if d_input == "raw" else "\\hat G"
+    reads = {
+        "raw": "reads $G^T_k$ (real) or $G^S_k$ (fake)",
+        "unit": "reads $\\hat G_k = G_k / \\Vert G_k \\Vert_F$, teacher's (real) or student's (fake)",
+        "scaled": "reads $\\hat G_k = G_k / s_k$, $s_k$: the teacher's RMS norm of item $k$",
+    }[d_input]
     ax.text(x_d + 0.45, top + 0.4, reads, ha="center", fontsize=9, color="#555555")
     dist = "\\Vert G^T_k - G^S_k \\Vert_F^2"
     if flow_norm == "teacher":
@@ -1134,7 +1142,7 @@ def plot_method_schematic(
     ax.text(xs[-1] + 0.35, y_s, r"$\rightarrow\ \hat y_S$", va="center", fontsize=11)
     eq = (r"$\mathcal{L}_S = \mathrm{CE}(y, \hat y_S)"
           r" + \lambda_F \sum_k " + dist +
-          r" + \lambda_A \sum_k \mathcal{L}_G(D_k(G^S_k))$")  # fmt: skip
+          r" + \lambda_A \sum_k \mathcal{L}_G(D_k(" + seen + r"^S_k))$")  # fmt: skip
     ax.text(width / 2 + 1.0, y_s - 3.05, eq, ha="center", fontsize=15)
     lam_f = f"$\\lambda_F$ = {lambda_flow:g}"
     if flow_grad_ratio is not None:

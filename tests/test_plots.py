@@ -180,7 +180,30 @@ def test_method_schematic_names_the_gradient_rule_and_the_normalised_terms_of_th
     assert any(f"gradient ratio {cfg.flow_grad_ratio:g}" in t for t in texts)
     assert not any("$\\lambda_F$ = 0" in t for t in texts)  # the configured weight is unused
     assert sum("/ \\Vert G^T_k \\Vert_F^2" in t for t in texts) == 2  # the flow term and the objective
-    assert any("/ \\Vert G^S_k \\Vert_F$ (fake)" in t for t in texts)  # unit inputs
+    # unit inputs: defined on the right and written with a hat in the objective
+    assert any("G_k / \\Vert G_k \\Vert_F" in t for t in texts)
+    (objective,) = [t for t in texts if t.startswith("$\\mathcal{L}_S")]
+    assert "D_k(\\hat G^S_k)" in objective
+
+
+def test_method_schematic_writes_what_the_discriminators_read():
+    from dfkd_lib.flow import align_taps, make_flow_plan
+
+    teacher, student = cifar_resnet(14), cifar_resnet(8)
+    plan = make_flow_plan(teacher, student, pairs="dense")
+    args = (teacher.tap_names(), teacher.tap_stages, student.tap_names(), student.tap_stages,
+            align_taps(teacher.blocks_per_stage, student.blocks_per_stage), plan.pairs, 1.0, 1.0)  # fmt: skip
+    objectives = {}
+    for d_input in ("raw", "scaled", "unit"):
+        texts = [t.get_text() for t in plots.plot_method_schematic(*args, d_input=d_input).axes[0].texts]
+        (objectives[d_input],) = [t for t in texts if t.startswith("$\\mathcal{L}_S")]
+        plt.close("all")
+        if d_input == "scaled":
+            assert any("G_k / s_k" in t and "RMS norm" in t for t in texts)
+    assert "D_k(G^S_k)" in objectives["raw"]
+    assert "D_k(\\hat G^S_k)" in objectives["scaled"] and "D_k(\\hat G^S_k)" in objectives["unit"]
+    with pytest.raises(ValueError, match="d_input"):
+        plots.plot_method_schematic(*args, d_input="norm")
 
 
 def _line(ax, label):
