@@ -48,6 +48,7 @@ __all__ = [
     "PROFILES",
     "estimate_seconds",
     "device_throughput",
+    "profile_run_seconds",
     "TEACHER_NAME",
     "REPOSITORY_URL",
     "Chapter",
@@ -63,8 +64,8 @@ TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
 
 #: Knobs of each profile. ``quick``: each chapter runs in about 3 minutes on a 2-core CPU with
 #: the real CIFAR-10. ``gpu`` (the default on a GPU): the CPU protocol's schedule, 15 epochs of
-#: all 351 batches of the 45k training images, one seed; by :func:`estimate_seconds`, every
-#: chapter trains for under 5 minutes on a T4 (chapter 6, the longest, about 4.4). ``full``:
+#: all 351 batches of the 45k training images, one seed; by :func:`estimate_seconds`, a run takes
+#: a minute or two on a T4 (:func:`profile_run_seconds`) and a chapter a few runs. ``full``:
 #: paper scale, only when asked for (Yim et al. trained 64k iterations at batch 128: 182 epochs,
 #: as in ``recipes/``; three seeds for every reported number): hours per chapter.
 _KNOBS: dict[str, dict[str, Any]] = {
@@ -135,6 +136,34 @@ def estimate_seconds(
     # a method not in the table (say a new combination) counts as the first one whose name it contains
     per_image *= METHOD_OVERHEAD.get(method, next((v for k, v in METHOD_OVERHEAD.items() if k in method), 1.0))
     return steps * (batch_size * per_image / flops_per_s + step_overhead_s) + eval_images * student_flops / flops_per_s
+
+
+def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> float:
+    """How long one training run of ``method`` takes in ``profile`` on ``gpu`` (a name of
+    :data:`GPU_FP32_PEAK`) by :func:`estimate_seconds`, as :meth:`Chapter.expect` would print it
+    there: a ResNet-8 student (taught by a ResNet-26 unless ``scratch``), the profile's epochs of
+    the 45,000 CIFAR-10 training images at batch 128 (at most its ``max_train_batches`` a epoch),
+    and after every epoch the 5,000 validation images and the profile's test images.
+
+    >>> profile_run_seconds("scratch") < profile_run_seconds("kd") < profile_run_seconds("adv-dense")
+    True
+    """
+    from .models import cifar_resnet
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    if gpu not in GPU_FP32_PEAK:
+        raise ValueError(f"unknown GPU {gpu!r}; choose one of {sorted(GPU_FP32_PEAK)}")
+    knobs, cfg = _KNOBS[profile], config_for(method)
+    batches = 45_000 // cfg.batch_size
+    if knobs["max_train_batches"] is not None:
+        batches = min(batches, knobs["max_train_batches"])
+    epochs = dataclasses.replace(cfg, epochs=knobs["epochs"]).total_epochs  # fsp's first stage on top
+    eval_images = 5_000 + (knobs["eval_size"] or 10_000)
+    student = forward_flops(cifar_resnet(8))
+    teacher = 0.0 if method == "scratch" else forward_flops(cifar_resnet(26))
+    return estimate_seconds(method, epochs * batches, cfg.batch_size, student, teacher, epochs * eval_images,
+                            GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], GPU_STEP_OVERHEAD_S)  # fmt: skip
 
 
 def _duration(seconds: float) -> str:

@@ -60,6 +60,9 @@ __all__ = [
 ]
 
 D_INPUTS = ("raw", "scaled", "unit")
+#: How many of the first training batches ``calibrate`` measures the item scales and the gradient
+#: rule's ``lambda_flow`` on.
+CALIBRATION_BATCHES = 4
 
 
 @dataclass
@@ -495,7 +498,7 @@ class _Run:
         need_lambda = cfg.flow_grad_ratio is not None and "flow" in self.method.terms
         if not (need_scale or need_lambda):
             return
-        batches = self._first_batches(4)
+        batches = self._first_batches(CALIBRATION_BATCHES)
         if need_scale:
             with torch.no_grad(), self._autocast():
                 sq = [self.teacher(x, return_taps=True)[1] for x, _ in batches]

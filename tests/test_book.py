@@ -5,6 +5,8 @@ import torch
 
 from dfkd_lib import book
 from dfkd_lib.data import DataNotFoundError
+from dfkd_lib.models import cifar_resnet, count_macs
+from dfkd_lib.train import config_for
 
 
 def _no_cifar(name="cifar10", root=None, download=False):
@@ -83,6 +85,26 @@ def test_chapters_import_nothing_that_colab_lacks():
             assert f"import {tool}" not in code and f"from {tool}" not in code, (path.name, tool)
 
 
+def test_every_chapter_installs_the_library_in_colab_before_it_first_imports_it():
+    """In Colab nothing is installed: the ``google.colab`` guard that installs dfkd_lib must come before
+    the chapter's first import of it (the preface's answer cell and the method-decisions page once
+    imported it without)."""
+    import json
+    import re
+    from pathlib import Path
+
+    chapters = sorted((Path(__file__).resolve().parent.parent / "book").glob("*.ipynb"))
+    assert len(chapters) >= 8
+    for path in chapters:
+        code = "\n".join(
+            "".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+        )
+        guard = re.search(r'if "google\.colab" in sys\.modules:.*\n\s+%pip install [^\n]*dfkd_lib', code)
+        imports = re.search(r"^(from dfkd_lib|import dfkd_lib)", code, re.M)
+        assert imports, path.name
+        assert guard and guard.start() < imports.start(), path.name
+
+
 def test_a_gpu_picks_the_gpu_profile_and_full_only_when_asked(monkeypatch, capsys):
     """On a GPU the default runs chapters in minutes; the paper-scale profile is opt-in."""
     monkeypatch.delenv("DFKD_PROFILE", raising=False)
@@ -115,6 +137,26 @@ def test_estimate_rule_counts_teacher_and_student_passes():
     assert book.estimate_seconds("kd", 10, 100, s, t, 0, 1e9) == pytest.approx(1000 * (3 * s + t) / 1e9)
     adv = book.estimate_seconds("adv-dense", 10, 100, s, t, 0, 1e9, step_overhead_s=0.01)
     assert adv == pytest.approx(1.25 * 1000 * (3 * s + t) / 1e9 + 0.1)
+
+
+def test_profile_run_seconds_is_the_rule_on_the_profile_s_run():
+    """The gpu profile: 15 epochs of 351 batches, 5,000 + 10,000 images evaluated after each, on a T4;
+    fsp's flow-only stage comes on top of its epochs; quick is 3 epochs of 40 batches and 2,000 test images."""
+    s, t = 2 * count_macs(cifar_resnet(8)), 2 * count_macs(cifar_resnet(26))
+    t4 = book.GPU_EFFICIENCY * book.GPU_FP32_PEAK["T4"]
+    kd = book.estimate_seconds("kd", 15 * 351, 128, s, t, 15 * 15_000, t4, book.GPU_STEP_OVERHEAD_S)
+    assert book.profile_run_seconds("kd") == pytest.approx(kd)
+    epochs = config_for("fsp", epochs=15).total_epochs
+    assert epochs > 15
+    fsp = book.estimate_seconds("fsp", epochs * 351, 128, s, t, epochs * 15_000, t4, book.GPU_STEP_OVERHEAD_S)
+    assert book.profile_run_seconds("fsp") == pytest.approx(fsp)
+    quick = book.estimate_seconds("scratch", 3 * 40, 128, s, 0.0, 3 * 7_000, t4, book.GPU_STEP_OVERHEAD_S)
+    assert book.profile_run_seconds("scratch", "quick") == pytest.approx(quick)
+    assert book.profile_run_seconds("kd", gpu="A100") < book.profile_run_seconds("kd")
+    with pytest.raises(ValueError, match="profile"):
+        book.profile_run_seconds("kd", "slow")
+    with pytest.raises(ValueError, match="GPU"):
+        book.profile_run_seconds("kd", gpu="K80")
 
 
 def test_student_loads_the_shipped_one_and_trains_one_when_none_is_or_when_asked(monkeypatch, tmp_path):

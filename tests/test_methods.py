@@ -18,7 +18,7 @@ from dfkd_lib.cli import make_parser
 from dfkd_lib.flow import make_flow_plan
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.report import load_runs, planned_epochs, summarise
-from dfkd_lib.train import _Run, config_for, measure_lambda_flow, train
+from dfkd_lib.train import CALIBRATION_BATCHES, _Run, config_for, measure_lambda_flow, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "scripts"))
@@ -284,6 +284,7 @@ def test_scaled_and_unit_inputs_are_what_they_say(teacher):
     rms = torch.stack([g.flatten(1).pow(2).sum(1).mean().sqrt() for g in scaled])
     assert float(rms.min()) > 0.5 and float(rms.max()) < 2.0  # about one: the scale came from these batches
     # exactly: each item's root-mean-square Frobenius norm over the images of the first four batches
+    assert CALIBRATION_BATCHES == 4
     sq = []
     for xb, _ in run._first_batches(4):
         flows = run.plan.teacher_flows(run.teacher(xb, return_taps=True)[1])

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from dfkd_lib.cli import main
-from dfkd_lib.report import comparisons, headline, load_runs, make_report, summarise, table_markdown
+from dfkd_lib.report import LEAD_METHODS, comparisons, headline, load_runs, make_report, summarise, table_markdown
 
 
 def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0, **options):
@@ -142,8 +142,12 @@ def test_headline_needs_every_method_with_enough_seeds(tmp_path):
         write_run(tmp_path, f"a{seed}", "adv-dense", seed, [60, 71 + seed], [60, 71])
     write_run(tmp_path, "k0", "kd", 0, [60, 75], [60, 75])
     runs = load_runs(tmp_path)
-    assert headline(summarise(runs)) is None  # kd has one seed
-    assert headline(summarise(runs), min_seeds=1)["kd"].last_mean == 75
+    assert headline(summarise(runs), min_seeds=1) is None  # by default fsp is needed too, and has no run
+    write_run(tmp_path, "f0", "fsp", 0, [60, 69], [60, 69])
+    runs = load_runs(tmp_path)
+    assert headline(summarise(runs)) is None  # kd and fsp have one seed
+    found = headline(summarise(runs), min_seeds=1)
+    assert set(found) == set(LEAD_METHODS) and found["kd"].last_mean == 75 and found["fsp"].last_mean == 69
     found = headline(summarise(runs), methods=("adv-dense", "scratch"))
     assert found["adv-dense"].last_mean == pytest.approx(72.0) and found["scratch"].n == 3
 
