@@ -47,7 +47,14 @@ def teacher(tmp_path_factory):
 
 
 def test_the_first_versions_recipes_give_the_numbers_they_gave_before_the_refactor():
-    """tests/golden/recipes.json was written by the engine before methods became one definition each."""
+    """tests/golden/recipes.json was written by the engine before methods became one definition each.
+
+    The runs train for two epochs, so float differences between CPUs (oneDNN picks its kernels by
+    instruction set) grow along the way: on a 2-core AMD EPYC, with the same code and PyTorch, the
+    largest loss differed by 4.6e-4 relative and one of 150 training images was classified
+    differently. Losses are compared to 1e-3 relative and accuracies (%) to one image (of the 20
+    validation images, of the 150 training or 200 test images); a refactoring error (a weight, a temperature, a term left out) moves them far more,
+    and the term-by-term step tests below check the same engine exactly."""
     for name, options in V1.items():
         assert M.METHODS[name].recipe_of(1) == options, name
     golden = json.loads(golden_recipes.GOLDEN.read_text())
@@ -57,7 +64,11 @@ def test_the_first_versions_recipes_give_the_numbers_they_gave_before_the_refact
         for old, new in zip(golden[method], now[method], strict=True):
             assert set(old) == set(new), method
             for key in old:
-                assert new[key] == pytest.approx(old[key], rel=1e-5, abs=1e-7), (method, key)
+                if key.endswith("acc") or key.startswith("d_acc"):  # one image: of 20 (val.), else of 150 or more
+                    one_image = 100 / 20 if key == "val_acc" else 100 / 150
+                    assert new[key] == pytest.approx(old[key], abs=one_image + 1e-6), (method, key)
+                else:
+                    assert new[key] == pytest.approx(old[key], rel=1e-3, abs=1e-7), (method, key)
 
 
 def test_recipe_versions():
