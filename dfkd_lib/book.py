@@ -142,7 +142,7 @@ def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> f
     """How long one training run of ``method`` takes in ``profile`` on ``gpu`` (a name of
     :data:`GPU_FP32_PEAK`) by :func:`estimate_seconds`, as :meth:`Chapter.expect` would print it
     there: a ResNet-8 student (taught by a ResNet-26 unless ``scratch``), the profile's epochs of
-    the 45,000 CIFAR-10 training images at batch 128 (at most its ``max_train_batches`` a epoch),
+    the 45,000 CIFAR-10 training images at batch 128 (at most its ``max_train_batches`` an epoch),
     and after every epoch the 5,000 validation images and the profile's test images.
 
     >>> profile_run_seconds("scratch") < profile_run_seconds("kd") < profile_run_seconds("adv-dense")

@@ -1058,11 +1058,13 @@ def plot_method_schematic(
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+    from .train import D_INPUTS
+
     nt, ns = len(teacher_names), len(student_names)
     if len(teacher_stages) != nt or len(student_stages) != ns or len(mapping) != ns:
         raise ValueError("names, stages and mapping must have one entry per tap")
-    if d_input not in ("raw", "scaled", "unit"):
-        raise ValueError(f"d_input must be 'raw', 'scaled' or 'unit', not {d_input!r}")
+    if d_input not in D_INPUTS:
+        raise ValueError(f"d_input must be one of {D_INPUTS}, not {d_input!r}")
     pairs = [(int(a), int(b)) for a, b in pairs]
     if any(not 0 <= a < b < ns for a, b in pairs):
         raise ValueError(f"pairs must be (a, b) with 0 <= a < b < {ns}")
