@@ -154,16 +154,28 @@ def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> f
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     if gpu not in GPU_FP32_PEAK:
         raise ValueError(f"unknown GPU {gpu!r}; choose one of {sorted(GPU_FP32_PEAK)}")
-    knobs, cfg = _KNOBS[profile], config_for(method)
-    batches = 45_000 // cfg.batch_size
-    if knobs["max_train_batches"] is not None:
-        batches = min(batches, knobs["max_train_batches"])
-    epochs = dataclasses.replace(cfg, epochs=knobs["epochs"]).total_epochs  # fsp's first stage on top
-    eval_images = 5_000 + (knobs["eval_size"] or 10_000)
-    student = forward_flops(cifar_resnet(8))
+    knobs = _KNOBS[profile]
+    cfg = config_for(method, epochs=knobs["epochs"], max_train_batches=knobs["max_train_batches"])
     teacher = 0.0 if method == "scratch" else forward_flops(cifar_resnet(26))
-    return estimate_seconds(method, epochs * batches, cfg.batch_size, student, teacher, epochs * eval_images,
-                            GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], GPU_STEP_OVERHEAD_S)  # fmt: skip
+    seconds, _, _ = _run_seconds(cfg, 45_000, 5_000 + (knobs["eval_size"] or 10_000), forward_flops(cifar_resnet(8)),
+                                 teacher, GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], GPU_STEP_OVERHEAD_S)  # fmt: skip
+    return seconds
+
+
+def _run_seconds(
+    cfg: TrainConfig, train_images: int, eval_images: int, student_flops: float, teacher_flops: float,
+    flops_per_s: float, step_overhead_s: float,
+) -> tuple[float, int, int]:  # fmt: skip
+    """:func:`estimate_seconds` for the run ``cfg`` describes, and its epochs and batches per epoch:
+    its batches of ``train_images`` (capped by ``max_train_batches``), every epoch it trains (a
+    two-stage run's first stage on top) and ``eval_images`` evaluated after each."""
+    batches = train_images // cfg.batch_size
+    if cfg.max_train_batches is not None:
+        batches = min(batches, cfg.max_train_batches)
+    epochs = cfg.total_epochs
+    seconds = estimate_seconds(cfg.method, epochs * batches, cfg.batch_size, student_flops, teacher_flops,
+                               epochs * eval_images, flops_per_s, step_overhead_s)  # fmt: skip
+    return seconds, epochs, batches
 
 
 def _duration(seconds: float) -> str:
@@ -477,14 +489,11 @@ class Chapter:
         eval_images = self.val_size + len(self.eval_data().y_test)
         total, names, cfgs = 0.0, [], [self.config(r) if isinstance(r, str) else r for r in runs]
         for cfg in cfgs:
-            batches = train_images // cfg.batch_size
-            if cfg.max_train_batches is not None:
-                batches = min(batches, cfg.max_train_batches)
             teacher = forward_flops(self.teacher()) if cfg.method != "scratch" else 0.0
             student = forward_flops(model_from_name(cfg.student))
-            epochs = cfg.total_epochs  # a two-stage run's stage 1 comes on top
-            total += estimate_seconds(cfg.method, epochs * batches, cfg.batch_size, student, teacher,
-                                      epochs * eval_images, flops_per_s, overhead)  # fmt: skip
+            seconds, epochs, batches = _run_seconds(cfg, train_images, eval_images, student, teacher, flops_per_s,
+                                                    overhead)  # fmt: skip
+            total += seconds
             names.append(f"{cfg.method} ({epochs} epochs x {batches} batches)")
         total *= repeat
         what = ", ".join(names) + (f", {repeat} times" if repeat > 1 else "")
