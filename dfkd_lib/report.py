@@ -32,6 +32,8 @@ __all__ = [
     "table_markdown",
     "beyond_spread",
     "comparisons",
+    "Comparison",
+    "QUESTIONS",
     "make_report",
     "headline",
     "LEAD_METHODS",
@@ -304,11 +306,90 @@ def beyond_spread(mean: float, std: float, other_mean: float, other_std: float) 
     return diff, spread, diff > spread
 
 
+#: The questions a protocol is measured against, as ``(method, other, kind)``: ``method`` minus
+#: ``other`` at the last epoch, both with all labels. ``kind`` "std" asks for more than one standard
+#: deviation (:func:`beyond_spread`), "margin" for at least :data:`YIM_FSP_MARGIN`. The last one goes
+#: beyond the paper (does flow knowledge add to soft labels?) and is asked where kd-adv-dense has runs.
+QUESTIONS: tuple[tuple[str, str, str], ...] = (
+    ("adv-dense", "fsp", "std"),
+    ("adv-dense", "kd", "std"),
+    ("adv-dense", "scratch", "margin"),
+    ("kd-adv-dense", "kd", "std"),
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One question of :data:`QUESTIONS` asked of two groups: is ``mine`` (of ``method``) above
+    ``theirs`` (of ``other``) by the bar ``kind`` sets, in last-epoch test accuracy?
+
+    The numbers are those of the groups whatever their seeds; ``decided`` says whether there are
+    enough seeds (two a side) for a standard deviation, so for an answer to be quoted.
+
+    >>> a = GroupSummary("adv-dense", "adv-dense", 1.0, 2, [0, 1], 87.0, 0.2, 87.5, 0.2, None, None)
+    >>> s = GroupSummary("scratch", "scratch", 1.0, 2, [0, 1], 86.0, 0.5, 86.4, 0.3, None, None)
+    >>> c = Comparison("adv-dense", "scratch", "margin", a, s)
+    >>> round(c.diff, 2), c.threshold, c.met, c.decided
+    (1.0, 0.79, True, True)
+    """
+
+    method: str
+    other: str
+    kind: str  # "std" or "margin", as in QUESTIONS
+    mine: GroupSummary
+    theirs: GroupSummary
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("std", "margin"):
+            raise ValueError(f"kind must be 'std' or 'margin', not {self.kind!r}")
+
+    @property
+    def diff(self) -> float:
+        """``method`` minus ``other``: the difference of the last-epoch means, in points."""
+        return self.mine.last_mean - self.theirs.last_mean
+
+    @property
+    def threshold(self) -> float:
+        """The bar: the larger of the two standard deviations ("std"; 0 with one seed a side) or
+        Yim's FSP margin ("margin")."""
+        if self.kind == "margin":
+            return YIM_FSP_MARGIN
+        return beyond_spread(self.mine.last_mean, self.mine.last_std, self.theirs.last_mean, self.theirs.last_std)[1]
+
+    @property
+    def met(self) -> bool:
+        """Whether the difference clears the bar (strictly for "std", at least for "margin")."""
+        return self.diff >= self.threshold if self.kind == "margin" else self.diff > self.threshold
+
+    @property
+    def seeds(self) -> int:
+        """The fewer of the two groups' seed counts."""
+        return min(self.mine.n, self.theirs.n)
+
+    @property
+    def decided(self) -> bool:
+        """Two seeds a side at least: the fewest that have a standard deviation."""
+        return self.seeds >= 2
+
+    def question(self) -> str:
+        """The question in words, with its bar."""
+        if self.kind == "margin":
+            return f"at least Yim's FSP margin of {YIM_FSP_MARGIN:.2f}?"
+        return f"more than one std ({self.threshold:.2f})?"
+
+    def line(self) -> str:
+        """The question and its answer in one line ("undecided" with fewer than two seeds a side)."""
+        verdict = ("yes" if self.met else "no") if self.decided else "undecided (needs at least 2 seeds a side)"
+        return (
+            f"{self.method} - {self.other} = {self.diff:+.2f} points (last epoch, {self.mine.n} vs "
+            f"{self.theirs.n} seeds); {self.question()} {verdict}"
+        )
+
+
 def comparisons(groups: list[GroupSummary]) -> list[str]:
-    """The checks the results are measured against: adv-dense above fsp and kd by more than one
-    standard deviation (the larger of the two), and above scratch by at least Yim's FSP margin
-    on CIFAR-10 (:data:`YIM_FSP_MARGIN`, 0.79 points); where it has runs, kd-adv-dense above kd by more than one std. Last-epoch means, within the first setting that has adv-dense
-    runs with all labels (else the first group's); a verdict needs at least two seeds a side."""
+    """:data:`QUESTIONS` answered in words (:meth:`Comparison.line`), within the first setting
+    that has adv-dense runs with all labels (else the first group's); kd-adv-dense's question only
+    where it has runs. A verdict needs at least two seeds a side."""
     if not groups:
         return ["no complete runs yet."]
     full_settings = [g.setting for g in groups if g.method == "adv-dense" and g.labelled_fraction >= 1]
@@ -327,27 +408,17 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
     if len(full) > 1:
         return [several("adv-dense")]
     lines = []
-    pairs = [("adv-dense", "fsp"), ("adv-dense", "kd"), ("adv-dense", "scratch")]
-    if ("kd-adv-dense", 1.0) in by:  # beyond the paper: does flow knowledge add to soft labels?
-        pairs.append(("kd-adv-dense", "kd"))
-    for method, other in pairs:
+    for method, other, kind in QUESTIONS:
         mine, gs = by.get((method, 1.0)), by.get((other, 1.0))
+        if mine is None:  # only kd-adv-dense can be missing here: its question is asked where it has runs
+            continue
         if gs is None:
             lines.append(f"{other}: no complete runs yet.")
             continue
         if len(gs) > 1 or len(mine) > 1:
             lines.append(several(other if len(gs) > 1 else method))
             continue
-        a, g = mine[0], gs[0]
-        diff, sd, ok = beyond_spread(a.last_mean, a.last_std, g.last_mean, g.last_std)
-        if other == "scratch":
-            question, ok = f"at least Yim's FSP margin of {YIM_FSP_MARGIN:.2f}?", diff >= YIM_FSP_MARGIN
-        else:
-            question = f"more than one std ({sd:.2f})?"
-        verdict = ("yes" if ok else "no") if min(a.n, g.n) >= 2 else "undecided (needs at least 2 seeds a side)"
-        lines.append(
-            f"{method} - {other} = {diff:+.2f} points (last epoch, {a.n} vs {g.n} seeds); {question} {verdict}"
-        )
+        lines.append(Comparison(method, other, kind, mine[0], gs[0]).line())
     return lines
 
 
