@@ -2,7 +2,9 @@
 
 For each teacher -> student pair, every method's engine (:class:`dfkd_lib.train._Run`, the
 same code ``train`` runs) takes steps on the same batches, methods interleaved round by round
-so that all see the same machine load. Prints the median milliseconds per step and the ratios.
+so that all see the same machine load. Prints the median milliseconds per step and the ratios (with one discriminator step every
+``d_every`` student steps, as in the second version's recipes, an even number of timed steps makes
+the median the mean of a step with and one without it).
 The target for the full objective (``adv-dense``) is at most 1.25x a ``kd`` step. Extra
 ``adv-dense`` rows time other discriminator sizes (``--d-variants``) side by side.
 
@@ -16,7 +18,8 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from dfkd_lib.data import get_loaders, make_synthetic
 from dfkd_lib.losses import initial_flow_loss
@@ -24,6 +27,24 @@ from dfkd_lib.models import cifar_resnet
 from dfkd_lib.train import METHODS, RECIPES, TrainConfig, _Run, config_for
 
 DEFAULT_D_HIDDEN = TrainConfig().d_hidden  # what every method uses unless told otherwise
+
+
+class CountFlops(TorchDispatchMode):
+    """FLOPs of the convolutions and matrix products run inside it, by PyTorch's own formulas
+    (those of ``FlopCounterMode``, whose module tracking cannot follow the ``autograd.grad`` of
+    the R1 penalty)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 def sync(device: torch.device) -> None:
@@ -64,25 +85,32 @@ def main() -> None:
             for x, _ in batches:
                 teacher(x)
         teacher.eval()
-        # The recipes' flow weights suit the trained teacher; this random one has far larger
-        # flows. Set every flow weight so that the flow term starts at 1 (the recipes' rule),
-        # else the first steps can overflow. Timing does not depend on the value.
+        # A recipe that types its flow weight (fsp; the first version's dense and adv-dense) suits
+        # the trained teacher; this random one has far larger flows. Such weights are set so that
+        # the flow term starts at 1, else the first steps can overflow. The second version's recipes
+        # measure theirs by the gradient rule (calibrate, as train does). Timing does not depend on
+        # the value, but a weight of 0 would switch the term off and time another step.
         x0 = batches[0][0]
         lam_flow = 1.0 / initial_flow_loss(teacher, cifar_resnet(s_depth).to(device), x0)
         runs = {}
         for m in args.methods:
             lam = lam_flow if RECIPES[m].get("lambda_flow", 0.0) > 0 else 0.0
             extra = {"d_hidden": tuple(args.d_hidden)} if args.d_hidden else {}
+            given = None if m == "scratch" else "given"  # the teacher object is passed in below
             cfg = config_for(
-                m, teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2, lambda_flow=lam, **extra
+                m, teacher=given, student=f"resnet{s_depth}", device=str(device), epochs=2, lambda_flow=lam, **extra
             )
-            run = _Run(cfg, loaders, teacher if m != "scratch" else None, progress=False)
+            run = _Run(cfg, loaders, None if m == "scratch" else teacher, progress=False)
+            run.calibrate()  # the gradient rule's flow weight, where the recipe asks for it
             runs[m] = (run, run.flags(run.stage(0)))  # fsp: its first stage (flow only)
+            if "flow" in run.method.terms and not runs[m][1]["flow"]:
+                raise RuntimeError(f"{m}: its flow term would be off, so this would time another step")
         for v in args.d_variants if "adv-dense" in args.methods else []:
             hidden = tuple(int(h) for h in v.split(","))
             cfg = config_for("adv-dense", teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2,
                              lambda_flow=lam_flow, d_hidden=hidden)  # fmt: skip
             run = _Run(cfg, loaders, teacher, progress=False)
+            run.calibrate()
             runs[f"adv-dense D{v}"] = (run, run.flags(0))
         times = {m: [] for m in runs}
         for k, (x, y) in enumerate(batches):
@@ -95,17 +123,19 @@ def main() -> None:
                     times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
         flops = {}
-        for m, (run, flags) in runs.items():  # one more step each, counted instead of timed
-            with FlopCounterMode(display=False) as counter:
-                run.train_step(*batches[0], flags)
-            flops[m] = counter.get_total_flops()
+        for m, (run, flags) in runs.items():  # more steps, counted instead of timed: as many as
+            n = run.cfg.d_every  # one discriminator step takes, so each counts its share of it
+            with CountFlops() as counter:
+                for x, y in batches[:n]:
+                    run.train_step(x, y, flags)
+            flops[m] = counter.total / n
         print(f"\nResNet-{t_depth} -> ResNet-{s_depth}")
-        print(f"{'method':<17} {'ms/step':>8} {'/scratch':>9} {'/kd':>6} {'GFLOP':>7} {'FLOP /kd':>9}")
+        print(f"{'method':<19} {'ms/step':>8} {'/scratch':>9} {'/kd':>6} {'GFLOP':>7} {'FLOP /kd':>9}")
         for m, v in med.items():
             kd = f"{v / med['kd']:>5.2f}x" if "kd" in med else "   -"
             sc = f"{v / med['scratch']:>8.2f}x" if "scratch" in med else "       -"
             fl = f"{flops[m] / flops['kd']:>8.2f}x" if "kd" in flops else "       -"
-            print(f"{m:<17} {v * 1e3:>8.1f} {sc} {kd} {flops[m] / 1e9:>7.1f} {fl}")
+            print(f"{m:<19} {v * 1e3:>8.1f} {sc} {kd} {flops[m] / 1e9:>7.1f} {fl}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""The benchmark scripts still run against the library (tiny settings: a smoke test, no timing is checked).
+
+A benchmark that no test runs breaks silently when the engine changes: ``bench_train`` once timed the
+second version's ``dense`` and ``adv-dense`` without their flow term and failed on ``scratch``.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dfkd_lib.methods import METHODS
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, env=env,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_bench_train_times_every_method_with_its_terms_on():
+    text = run("bench_train.py", "--rounds", "2", "--pairs", "8:8", "--batch", "8", "--device", "cpu")
+    rows = {line[:19].strip(): line[19:].split() for line in text.splitlines()[4:] if line.strip()}
+    assert set(rows) == set(METHODS) | {"adv-dense D256,128"}
+    assert rows["kd"][2] == "1.00x" and rows["scratch"][1] == "1.00x"
+    flops = {m: float(r[-1].rstrip("x")) for m, r in rows.items()}  # FLOPs over kd's
+    # each term adds operations: a flow-less dense step would count as many FLOPs as kd's
+    assert flops["scratch"] < flops["kd"] < flops["dense"] < flops["adv-dense"] < flops["adv-dense D256,128"]
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [("bench_flow.py", ["--batch", "4", "--repeats", "1", "--depths", "8", "--device", "cpu"]),
+     ("bench_disc.py", ["--batch", "8", "--rounds", "3", "--pairs", "8:8", "--d-hidden", "8", "4"])],
+)  # fmt: skip
+def test_the_other_benchmarks_run(script, args):
+    assert run(script, *args).strip()
