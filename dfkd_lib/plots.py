@@ -23,6 +23,7 @@ from matplotlib.patches import Arc, Patch
 
 __all__ = [
     "STAGE_COLORS",
+    "METHOD_COLORS",
     "set_style",
     "plot_flow_matrix",
     "plot_flow_pair",
@@ -43,6 +44,43 @@ __all__ = [
 
 #: Colour of each tap stage: stem, stage 1, stage 2, stage 3 (colour-blind safe, Okabe-Ito).
 STAGE_COLORS = ("#555555", "#0072B2", "#E69F00", "#009E73")
+
+#: One colour per method (Okabe-Ito, grey for the student trained alone), the same in every
+#: figure of the book: a series named for a method (``"kd"``, ``"adv-dense (10% labels)"``,
+#: ``"fsp\n(shipped)"``) is drawn in its colour unless a figure is given others.
+METHOD_COLORS: dict[str, str] = {
+    "scratch": "#555555", "kd": "#0072B2", "at": "#56B4E9", "fsp": "#E69F00", "dense": "#009E73",
+    "adv": "#CC79A7", "adv-dense": "#D55E00", "kd-dense": "#33A1A1", "kd-adv-dense": "#7B3294",
+}  # fmt: skip
+
+
+def _series_colors(
+    names: Sequence[Any], colors: Mapping[str, str] | None = None, cycle: Sequence[str] | None = None
+) -> dict[Any, str]:
+    """A colour per series: ``colors`` where it names one, else the method's
+    (:data:`METHOD_COLORS`, by the name's first word), else the next of ``cycle`` (default:
+    matplotlib's) that no series already uses."""
+    import re
+
+    cycle = list(cycle or plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    out: dict[Any, str] = {}
+    for name in names:
+        key = re.split(r"[\s(\[]", str(name).strip(), maxsplit=1)[0]
+        if colors and name in colors:
+            out[name] = colors[name]
+        elif key in METHOD_COLORS:
+            out[name] = METHOD_COLORS[key]
+    from matplotlib.colors import to_hex
+
+    used = {to_hex(c) for c in out.values()}
+    free = [c for c in cycle if to_hex(c) not in used] or cycle
+    k = 0
+    for name in names:
+        if name not in out:
+            out[name] = free[k % len(free)]
+            k += 1
+    return out
+
 
 _STYLE = {
     "figure.dpi": 110,
@@ -76,6 +114,28 @@ def _to_numpy(g: Any) -> np.ndarray:
     if g.ndim != 2:
         raise ValueError(f"a flow matrix must be (m, n) or (B, m, n), got shape {g.shape}")
     return g
+
+
+def _batch(g: Any) -> np.ndarray:
+    """A ``(B, m, n)`` array from a ``(m, n)`` (``B = 1``) or ``(B, m, n)`` tensor/array."""
+    if hasattr(g, "detach"):
+        g = g.detach().float().cpu().numpy()
+    g = np.asarray(g, dtype=np.float64)
+    return g[None] if g.ndim == 2 else g
+
+
+def _per_image_sq_distance(gt: Any, gs: Any, relative: bool) -> float:
+    """``||G_T - G_S||^2`` (over ``||G_T||^2`` if ``relative``) image by image, then the mean over
+    the images: the flow loss of one item (:func:`dfkd_lib.losses.flow_loss`, and with ``relative``
+    :func:`dfkd_lib.losses.relative_flow_errors`), not the distance of the batch means, which is
+    smaller wherever the images differ among themselves."""
+    bt, bs = _batch(gt), _batch(gs)
+    if bt.shape[0] != bs.shape[0]:  # one side is a single matrix: compare the batch means
+        bt, bs = bt.mean(0, keepdims=True), bs.mean(0, keepdims=True)
+    sq = ((bt - bs) ** 2).sum(axis=(1, 2))
+    if relative:
+        sq = sq / np.maximum((bt**2).sum(axis=(1, 2)), 1e-12)
+    return float(sq.mean())
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -159,8 +219,10 @@ def plot_flow_pair(
     """Teacher | student | difference (teacher minus student) of one flow item.
 
     Teacher and student share one colour scale, so their panels can be compared by eye; the
-    difference uses a diverging map centred on 0. The squared Frobenius distance
-    ``||G_T - G_S||^2`` (the FSP loss of this item, batch-averaged matrices) is in the third title.
+    difference uses a diverging map centred on 0. Batched ``(B, m, n)`` inputs are shown as their
+    batch means; the third title gives the FSP loss of this item, the squared Frobenius distance
+    ``||G_T - G_S||^2`` image by image and averaged over the batch (the number
+    :func:`dfkd_lib.losses.flow_loss` computes, larger than the distance of the two means shown).
     """
     gt, gs = _to_numpy(G_teacher), _to_numpy(G_student)
     if gt.shape != gs.shape:
@@ -174,7 +236,9 @@ def plot_flow_pair(
     cb = fig.colorbar(im, ax=axes[:2], shrink=0.85, pad=0.02)
     cb.ax.tick_params(labelsize=9)
     diff = gt - gs
-    title3 = f"{names[0]} − {names[1]}\n" + rf"$\|\Delta\|^2$ = {float((diff**2).sum()):.3g}"
+    loss = _per_image_sq_distance(G_teacher, G_student, relative=False)
+    batched = _batch(G_teacher).shape[0] > 1 and _batch(G_student).shape[0] > 1
+    title3 = f"{names[0]} − {names[1]}\n" + rf"$\|\Delta\|^2$ = {loss:.3g}" + (" (image mean)" if batched else "")
     _heatmap(axes[2], diff, title3, True, aspect="auto")
     axes[2].set_ylabel("")
     if title:
@@ -236,11 +300,13 @@ def plot_flow_compare(
     The first row is the reference (the teacher). Each column shares one colour scale, so a
     student's matrix can be compared with the teacher's by eye, and each student panel's title
     gives its relative distance to the reference, ``||G_T - G_S||^2 / ||G_T||^2`` (0: the same
-    matrix; 1: as far as an all-zero one).
+    matrix; 1: as far as an all-zero one). With batches of the same images on both sides the
+    distance is taken image by image and averaged, as :func:`dfkd_lib.losses.relative_flow_errors`
+    does; the panels show the batch means.
 
     Args:
-        flows: ``{row name: items}``, each item an ``(m, n)`` or ``(B, m, n)`` matrix (a batch is
-            averaged); every row has the same items, of the same shapes.
+        flows: ``{row name: items}``, each item an ``(m, n)`` or ``(B, m, n)`` matrix (shown as its
+            batch mean); every row has the same items, of the same shapes.
         names: a title for each item (e.g. ``FlowPlan.names``).
         title: figure title.
         panel_size: width of one panel in inches.
@@ -249,6 +315,7 @@ def plot_flow_compare(
     if not rows:
         raise ValueError("no networks to plot")
     ref_name, ref = next(iter(rows.items()))
+    ref_items = next(iter(flows.values()))
     for k, mats in rows.items():
         if [g.shape for g in mats] != [g.shape for g in ref]:
             raise ValueError(f"the items of {k!r} ({[g.shape for g in mats]}) differ from those of {ref_name!r}")
@@ -271,7 +338,7 @@ def plot_flow_compare(
             if r == 0:
                 ax.set_title(f"{names[c]}  ({g.shape[0]}×{g.shape[1]})", fontsize=10)
             else:
-                rel = float(((ref[c] - g) ** 2).sum() / max(float((ref[c] ** 2).sum()), 1e-12))
+                rel = _per_image_sq_distance(ref_items[c], flows[row_name][c], relative=True)
                 ax.set_title(f"rel. distance {rel:.2f}", fontsize=9)
             if c == 0:
                 ax.set_ylabel(row_name, fontsize=11)
@@ -425,8 +492,9 @@ def plot_history(
     n = len(groups)
     fig, axes = plt.subplots(1, n, figsize=(panel_size[0] * n, panel_size[1]), layout="constrained", squeeze=False)
     run_colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    by_run = _series_colors([k for k in runs if k is not None])
     for ax, (_, ylabel, gkeys) in zip(axes.flat, groups):
-        for r, (label, h) in enumerate(runs.items()):
+        for label, h in runs.items():
             for i, k in enumerate(gkeys):
                 pts = [(rec["epoch"], rec[k]) for rec in h if k in rec and rec[k] is not None]
                 if not pts:
@@ -435,7 +503,7 @@ def plot_history(
                 if label is None:
                     color, ls, name = run_colors[i % len(run_colors)], "-", _NICE.get(k, k)
                 else:
-                    color, ls = run_colors[r % len(run_colors)], _LINESTYLES[i % len(_LINESTYLES)]
+                    color, ls = by_run[label], _LINESTYLES[i % len(_LINESTYLES)]
                     name = f"{label}: {_NICE.get(k, k)}" if len(gkeys) > 1 else str(label)
                 ax.plot(x, y, ls=ls, color=color, marker="o", ms=4, lw=1.8, label=name)
         ax.set_xlabel("epoch")
@@ -624,10 +692,10 @@ def plot_grouped_bars(
     n, m = len(series), len(categories)
     fig, ax = _new_axes(ax, (max(5.0, min(8.6, 0.3 * n * m + 2.6)), 3.6))
     width = 0.8 / max(n, 1)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = _series_colors(list(series))
     x = np.arange(m)
     for i, (name, vs) in enumerate(series.items()):
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), vs, width, label=name, color=colors[i % len(colors)])
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), vs, width, label=name, color=colors[name])
         if fmt:
             ax.bar_label(bars, [fmt.format(v) for v in vs], fontsize=8, padding=2)
     rotate = m > 4 if rotate is None else rotate
@@ -912,7 +980,8 @@ def plot_seed_points(
         ylabel: y-axis label.
         ax: axes to draw into (default: a new figure).
         title: axes title.
-        colors: ``{group name: colour}`` for the seeds' points (default: seaborn's palette).
+        colors: ``{group name: colour}`` for the seeds' points (default: :data:`METHOD_COLORS` for
+            methods, else seaborn's palette).
     """
     sns = _seaborn()
     groups = {k: [float(v) for v in vs] for k, vs in values.items() if len(vs)}
@@ -921,7 +990,7 @@ def plot_seed_points(
     fig, ax = _new_axes(ax, (max(5.0, 0.9 * len(groups) + 2.0), 3.8))
     names = np.concatenate([[k] * len(v) for k, v in groups.items()])
     ys = np.concatenate([v for v in groups.values()])
-    palette = {k: (colors or {}).get(k, c) for k, c in zip(groups, sns.color_palette(n_colors=len(groups)))}
+    palette = _series_colors(list(groups), colors, sns.color_palette(n_colors=len(groups)).as_hex())
     sns.stripplot(x=names, y=ys, hue=names, palette=palette, ax=ax, size=7, jitter=0.12, alpha=0.85,
                   edgecolor="black", linewidth=0.6, legend=False, zorder=3)  # fmt: skip
     sns.pointplot(x=names, y=ys, errorbar="sd", ax=ax, color="black", linestyle="none", marker="_",
@@ -950,14 +1019,14 @@ def plot_seed_curves(
         ylabel: y-axis label.
         ax: axes to draw into (default: a new figure).
         title: axes title.
-        colors: ``{group name: colour}`` (default: seaborn's palette).
+        colors: ``{group name: colour}`` (default: :data:`METHOD_COLORS` for methods, else seaborn's palette).
     """
     sns = _seaborn()
     groups = {k: [list(map(float, c)) for c in cs] for k, cs in curves.items() if len(cs)}
     if not groups:
         raise ValueError("curves needs at least one group with a curve")
     fig, ax = _new_axes(ax, (6.0, 3.8))
-    palette = {k: (colors or {}).get(k, c) for k, c in zip(groups, sns.color_palette(n_colors=len(groups)))}
+    palette = _series_colors(list(groups), colors, sns.color_palette(n_colors=len(groups)).as_hex())
     epoch, value, group, seed = [], [], [], []
     for name, cs in groups.items():
         for s, c in enumerate(cs):
@@ -1187,7 +1256,7 @@ def plot_flow_distance_by_item(
             method's mean over the reference's mean, item by item (below 1: closer to the teacher
             than the reference).
         title: figure title.
-        colors: ``{method: colour}`` (default: matplotlib's cycle).
+        colors: ``{method: colour}`` (default: :data:`METHOD_COLORS`, else matplotlib's cycle).
 
     Left: the mean over seeds (line) and every seed (small dots). The line of method ``m`` is
     labelled ``m``; its y data is that mean.
@@ -1203,8 +1272,7 @@ def plot_flow_distance_by_item(
                              squeeze=False)  # fmt: skip
     ax = axes[0, 0]
     x = np.arange(len(item_names))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    palette = {k: (colors or {}).get(k, cycle[i % len(cycle)]) for i, k in enumerate(groups)}
+    palette = _series_colors(list(groups), colors)
     means = {k: _seed_mean(rows) for k, rows in groups.items()}
     for name, rows in groups.items():
         style = {"color": "black", "ls": "--", "lw": 2.2} if name == ref else {"color": palette[name], "lw": 1.6}
@@ -1268,7 +1336,7 @@ def plot_discriminator_over_time(
             ``d_logit_fake``). Epochs without these fields (a flow-only stage) are skipped; the
             means are over the seeds, at the epochs that every seed has.
         title: figure title.
-        colors: ``{method: colour}`` (default: matplotlib's cycle).
+        colors: ``{method: colour}`` (default: :data:`METHOD_COLORS`, else matplotlib's cycle).
 
     Left: accuracy on the teacher's flows (real, solid, labelled ``<method>: real``) and on the
     student's (fake, dashed, ``<method>: fake``), in %; 50 % is a critic that cannot tell them
@@ -1279,9 +1347,9 @@ def plot_discriminator_over_time(
     if not groups:
         raise ValueError("logs needs at least one method with a log")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, runs) in enumerate(groups.items()):
-        color = (colors or {}).get(name, cycle[i % len(cycle)])
+    palette = _series_colors(list(groups), colors)
+    for name, runs in groups.items():
+        color = palette[name]
         for key, ls in (("real", "-"), ("fake", "--")):
             e, v = _epoch_means(runs, lambda r, k=f"d_acc_{key}": r.get(k))
             ax.plot(e, v, ls=ls, color=color, label=f"{name}: {key}")
@@ -1374,7 +1442,7 @@ def plot_flow_over_time(
         reference: the method the distances are measured against, drawn as the dashed line at 1.
             It must be in ``logs``.
         title: figure title.
-        colors: ``{method: colour}`` (default: matplotlib's cycle).
+        colors: ``{method: colour}`` (default: :data:`METHOD_COLORS`, else matplotlib's cycle).
 
     The x axis counts epochs of cross-entropy: a flow-only stage is drawn at epochs 0, -1, ...
     Left (lines labelled ``<method>``): each method's distance over the reference's; below 1 the
@@ -1384,10 +1452,10 @@ def plot_flow_over_time(
     """
     series = flows_over_time(logs, reference)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = _series_colors(list(series), colors)
     ax.axhline(1.0, color="black", ls="--", lw=1.5, label=reference)
-    for i, (name, s) in enumerate(series.items()):
-        color = (colors or {}).get(name, cycle[i % len(cycle)])
+    for name, s in series.items():
+        color = palette[name]
         if "distance" in s:
             ax.plot(*s["distance"], color=color, label=name)
         if "flow" in s:

@@ -316,3 +316,40 @@ def test_flow_over_time_divides_by_the_reference_per_epoch_and_puts_a_flow_only_
     three = [[{"epoch": 1, "flow_dist": [1.0, 1.0, 1.0]}]]  # a log of another pair set, not placed on the items
     with pytest.raises(ValueError, match="same items"):
         plots.flows_over_time({"scratch": scratch, "sparse": three})
+
+
+def test_flow_figures_give_the_per_image_losses_of_a_batch_not_those_of_its_mean():
+    import torch
+
+    from dfkd_lib.losses import flow_loss, relative_flow_errors
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(8, 4, 6, generator=g)
+    gs = gt + 0.7 * torch.randn(8, 4, 6, generator=g)  # the images' differences largely cancel in the mean
+    title = plots.plot_flow_pair(gt, gs).axes[2].get_title()
+    assert title.endswith(f"= {float(flow_loss([gt], [gs])):.3g} (image mean)")
+    mean_only = float(((gt.mean(0) - gs.mean(0)) ** 2).sum())
+    assert mean_only < 0.5 * float(flow_loss([gt], [gs]))  # so the two readings differ
+    fig = plots.plot_flow_compare({"teacher": [gt], "student": [gs]})
+    panels = [ax for ax in fig.axes if ax.images]
+    assert panels[1].get_title() == f"rel. distance {float(relative_flow_errors([gt], [gs])[0]):.2f}"
+    plt.close("all")
+
+
+def test_a_method_has_one_colour_in_every_figure():
+    from matplotlib.colors import to_hex
+
+    method = {k: to_hex(v) for k, v in plots.METHOD_COLORS.items()}
+    hist = [{"epoch": 1, "val_acc": 50.0}, {"epoch": 2, "val_acc": 60.0}]
+    fig = plots.plot_history({"run": hist, "dense": hist, "scratch (10% labels)": hist}, keys=["val_acc"])
+    colours = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert colours["dense"] == method["dense"]
+    assert colours["scratch (10% labels)"] == method["scratch"]
+    assert colours["run"] not in method.values()  # not a method's
+    fig = plots.plot_grouped_bars({"fsp\n(shipped)": [1.0, 2.0], "kd": [2.0, 1.0]}, ["a", "b"])
+    bars = {c.get_label(): to_hex(c.patches[0].get_facecolor()) for c in fig.axes[0].containers}
+    assert bars == {"fsp\n(shipped)": method["fsp"], "kd": method["kd"]}
+    fig = plots.plot_seed_points({"adv-dense": [1.0, 2.0], "kd": [3.0]}, colors={"kd": "#000000"})
+    points = [to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections if len(c.get_offsets())]
+    assert method["adv-dense"] in points and "#000000" in points  # given colours win
+    plt.close("all")
