@@ -138,6 +138,21 @@ def _per_image_sq_distance(gt: Any, gs: Any, relative: bool) -> float:
     return float(sq.mean())
 
 
+def _readable_log_axis(ax: Axes, which: str = "y") -> None:
+    """Label a log axis in plain numbers (0.2, not 2×10⁻¹): ticks at the powers of ten where the
+    axis spans more than two decades, at 1, 2 and 5 times them over one to two, and at 1, 2, 3, 5
+    and 7 times them over less. Call it after the data are drawn."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0,) if decades > 2 else (1.0, 2.0, 5.0) if decades > 1 else (1.0, 2.0, 3.0, 5.0, 7.0)
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=15))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax
@@ -458,6 +473,8 @@ _NICE = {
     "d_acc_real": "teacher flows called real", "d_acc_fake": "student flows called fake",
 }  # fmt: skip
 _LINESTYLES = ("-", "--", ":", "-.")
+#: A loss panel goes to a log scale when its curves' typical sizes differ by more than this factor.
+_LOG_SPREAD = 30.0
 
 
 def plot_history(
@@ -468,7 +485,12 @@ def plot_history(
 ) -> Figure:
     """Training curves from :func:`dfkd_lib.train` histories (one record per epoch).
 
-    One panel per kind of quantity found: losses, accuracies, discriminator accuracy.
+    One panel per kind of quantity found: losses, accuracies, discriminator accuracy. A panel
+    of one quantity names it on its y axis; a loss panel whose curves differ in size by more
+    than 30 times (a weighted flow term beside the cross-entropy) is drawn on a log scale, so
+    that the small ones do not lie flat on zero; the discriminators' panel has a line at 50 %
+    (a critic that cannot tell teacher from student); epochs of a flow-only stage (``stage`` 1
+    in the records) are shaded.
 
     Args:
         history: one run's history, or ``{label: history}`` to compare runs (one colour per
@@ -493,7 +515,11 @@ def plot_history(
     fig, axes = plt.subplots(1, n, figsize=(panel_size[0] * n, panel_size[1]), layout="constrained", squeeze=False)
     run_colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     by_run = _series_colors([k for k in runs if k is not None])
-    for ax, (_, ylabel, gkeys) in zip(axes.flat, groups):
+    for ax, (group, ylabel, gkeys) in zip(axes.flat, groups):
+        if len(gkeys) == 1 and group != "disc":  # name the one quantity: "validation accuracy (%)"
+            nice = _NICE.get(gkeys[0], gkeys[0])
+            ylabel = f"{nice} {ylabel}" if group == "acc" else f"{nice} loss (per image)"
+        sizes = []
         for label, h in runs.items():
             for i, k in enumerate(gkeys):
                 pts = [(rec["epoch"], rec[k]) for rec in h if k in rec and rec[k] is not None]
@@ -506,6 +532,15 @@ def plot_history(
                     color, ls = by_run[label], _LINESTYLES[i % len(_LINESTYLES)]
                     name = f"{label}: {_NICE.get(k, k)}" if len(gkeys) > 1 else str(label)
                 ax.plot(x, y, ls=ls, color=color, marker="o", ms=4, lw=1.8, label=name)
+                sizes.append(float(np.median(np.abs(y))))
+        if group == "loss" and len(sizes) > 1 and min(sizes) > 0 and max(sizes) / min(sizes) > _LOG_SPREAD:
+            ax.set_yscale("log")
+            _readable_log_axis(ax, "y")
+        if group == "disc":
+            ax.axhline(50, color="grey", ls=":", lw=1)
+        stage1 = sorted({rec["epoch"] for h in runs.values() for rec in h if rec.get("stage") == 1})
+        if stage1:
+            ax.axvspan(stage1[0] - 0.5, stage1[-1] + 0.5, color="grey", alpha=0.1, lw=0, label="_flow only")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -703,6 +738,7 @@ def plot_grouped_bars(
                   rotation_mode="anchor")  # fmt: skip
     if log:
         ax.set_yscale("log")
+        _readable_log_axis(ax, "y")
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     if n > 1:
@@ -823,7 +859,8 @@ def plot_logit_histograms(
             ax.axvline(threshold, color="#444444", lw=0.9, ls="--")
             acc_real, acc_fake = 100 * np.mean(real > threshold), 100 * np.mean(fake < threshold)
             ax.text(0.02, 0.97, f"real: {acc_real:.0f} %\nfake: {acc_fake:.0f} %", transform=ax.transAxes,
-                    va="top", fontsize=8, color="#333333")  # fmt: skip
+                    va="top", fontsize=8, color="#333333", zorder=5,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1.5})  # fmt: skip
             ax.set_title(f"{name}, epoch {epoch}", fontsize=10)
             ax.set_xlabel("logit" if row == len(runs) - 1 else "")
             ax.set_ylabel("count" if col == 0 else "")
@@ -883,9 +920,11 @@ def plot_item_distances(
                              layout="constrained", squeeze=False,
                              gridspec_kw={"width_ratios": [3, 2]} if per_image else None)  # fmt: skip
     ax = axes[0, 0]
+    palette = {name: _ITEM_COLORS[k % len(_ITEM_COLORS)] for k, name in enumerate(item_names)}  # the schematic's
     sns.lineplot(x=epoch_col, y=value_col, hue=item_col, estimator="median", errorbar=("pi", 50),
-                 marker="o", ax=ax)  # fmt: skip
+                 marker="o", ax=ax, palette=palette)  # fmt: skip
     ax.set_yscale("log")
+    _readable_log_axis(ax, "y")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -896,10 +935,12 @@ def plot_item_distances(
         last = d[-1]  # (items, images)
         ax2 = axes[0, 1]
         names = np.repeat(list(item_names), n_i)
-        sns.stripplot(x=last.reshape(-1), y=names, hue=names, ax=ax2, size=5, alpha=0.7, legend=False)
+        sns.stripplot(x=last.reshape(-1), y=names, hue=names, ax=ax2, size=5, alpha=0.7, legend=False,
+                      palette=palette)  # fmt: skip
         sns.pointplot(x=last.reshape(-1), y=names, estimator="median", errorbar=("pi", 50), ax=ax2,
                       color="black", linestyle="none", marker="|", markersize=14, capsize=0.3)  # fmt: skip
         ax2.set_xscale("log")
+        _readable_log_axis(ax2, "x")
         ax2.set_xlabel(ylabel)
         ax2.set_ylabel("")
         ax2.set_title(f"epoch {epochs[-1]}: images, median and middle half")
@@ -1142,7 +1183,7 @@ def plot_method_schematic(
     xs = xt[list(mapping)]
     y_t, y_s = 3.2, 1.3
     k_items = len(pairs)
-    fig, ax = plt.subplots(figsize=(10.0, 6.0), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10.8, 6.0), layout="constrained")
     spans = sorted({xt[mapping[b]] - xt[mapping[a]] for a, b in pairs})
 
     def arc_height(span: float) -> float:
@@ -1182,7 +1223,7 @@ def plot_method_schematic(
     ax.text(width / 2, y_t + 1.75, "teacher flows $G^T_k$: real", ha="center", fontsize=10)
     ax.text(width / 2, y_s - 2.35, "student flows $G^S_k$: fake", ha="center", fontsize=10)
     # one discriminator per item
-    x_d = width + 1.9
+    x_d = width + 2.8  # the items' labels end left of the discriminators, clear of the networks
     top, bottom = y_t + 1.2, y_s - 1.6
     ys_d = np.linspace(top, bottom, k_items) if k_items > 1 else np.array([(top + bottom) / 2])
     ax.text(x_d + 0.45, top + 0.75, "one discriminator per item", ha="center", fontsize=10)

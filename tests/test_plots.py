@@ -353,3 +353,28 @@ def test_a_method_has_one_colour_in_every_figure():
     points = [to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections if len(c.get_offsets())]
     assert method["adv-dense"] in points and "#000000" in points  # given colours win
     plt.close("all")
+
+
+def test_history_panels_name_their_quantity_and_keep_small_terms_visible():
+    h = [{"epoch": e, "stage": 1 if e <= 2 else 2, "loss_ce": 2.0 / e, "loss_flow": 0.02 / e, "val_acc": 10.0 * e,
+          "d_acc_real": 90.0, "d_acc_fake": 95.0} for e in range(1, 6)]  # fmt: skip
+    fig = plots.plot_history({"dense": h, "adv-dense": h})
+    loss, acc, disc = fig.axes[:3]
+    assert loss.get_yscale() == "log"  # the flow term is a hundredth of the cross-entropy
+    assert acc.get_ylabel() == "validation accuracy (%)"  # one quantity, compared across runs
+    assert any(list(line.get_ydata()) == [50, 50] for line in disc.get_lines())  # a critic at chance
+    spans = [p for p in loss.patches if p.get_label() == "_flow only"]
+    assert len(spans) == 1 and spans[0].get_x() == pytest.approx(0.5)  # epochs 1-2 shaded
+    one = plots.plot_history(h, keys=["loss_ce"])
+    assert one.axes[0].get_ylabel() == "cross-entropy loss (per image)" and one.axes[0].get_yscale() == "linear"
+    plt.close("all")
+
+
+def test_log_axes_are_labelled_in_plain_numbers():
+    fig = plots.plot_grouped_bars({"a": [0.6, 4.0], "b": [0.9, 3.0]}, ["x", "y"], log=True)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all("times" not in t and "^" not in t for t in labels)  # "0.6", not "6×10^{-1}"
+    assert {"1", "2", "3"} <= set(labels)
+    plt.close("all")
