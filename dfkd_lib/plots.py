@@ -715,7 +715,8 @@ def plot_grouped_bars(
         categories: the category labels on the x axis.
         ylabel: y-axis label.
         title: axes title.
-        log: logarithmic y axis.
+        log: logarithmic y axis, with a point per value instead of a bar (whose length would
+            depend on where the axis starts).
         ax: axes to draw into (default: a new figure).
         fmt: a format such as ``"{:.1f}"`` to write each value above its bar.
         rotate: slant the category labels (default: when there are more than four).
@@ -730,7 +731,14 @@ def plot_grouped_bars(
     colors = _series_colors(list(series))
     x = np.arange(m)
     for i, (name, vs) in enumerate(series.items()):
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), vs, width, label=name, color=colors[name])
+        xi = x - 0.4 + width * (i + 0.5)
+        if log:  # on a log axis a bar's length means nothing (it depends on where the axis starts)
+            ax.plot(xi, vs, "o", ms=8, mec="black", mew=0.6, label=name, color=colors[name], ls="none")
+            for xj, v in zip(xi, vs) if fmt else ():
+                ax.annotate(fmt.format(v), (xj, v), xytext=(0, 7), textcoords="offset points", ha="center",
+                            fontsize=8)  # fmt: skip
+            continue
+        bars = ax.bar(xi, vs, width, label=name, color=colors[name])
         if fmt:
             ax.bar_label(bars, [fmt.format(v) for v in vs], fontsize=8, padding=2)
     rotate = m > 4 if rotate is None else rotate
