@@ -2,9 +2,9 @@
 
 For each teacher -> student pair, every method's engine (:class:`dfkd_lib.train._Run`, the
 same code ``train`` runs) takes steps on the same batches, methods interleaved round by round
-so that all see the same machine load. Prints the median milliseconds per step and the ratios (with one discriminator step every
-``d_every`` student steps, as in the second version's recipes, an even number of timed steps makes
-the median the mean of a step with and one without it).
+so that all see the same machine load. Prints the median milliseconds per step and the ratios (with one discriminator step every other
+student step, as in the second version's recipes, an even number of timed steps makes the median
+about the mean of a step with and one without it).
 The target for the full objective (``adv-dense``) is at most 1.25x a ``kd`` step. Extra
 ``adv-dense`` rows time other discriminator sizes (``--d-variants``) side by side.
 
@@ -126,8 +126,8 @@ def main() -> None:
         for m, (run, flags) in runs.items():  # more steps, counted instead of timed: as many as
             n = run.cfg.d_every  # one discriminator step takes, so each counts its share of it
             with CountFlops() as counter:
-                for x, y in batches[:n]:
-                    run.train_step(x, y, flags)
+                for j in range(n):
+                    run.train_step(*batches[j % len(batches)], flags)
             flops[m] = counter.total / n
         print(f"\nResNet-{t_depth} -> ResNet-{s_depth}")
         print(f"{'method':<19} {'ms/step':>8} {'/scratch':>9} {'/kd':>6} {'GFLOP':>7} {'FLOP /kd':>9}")

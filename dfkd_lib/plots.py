@@ -58,17 +58,18 @@ def _series_colors(
     names: Sequence[Any], colors: Mapping[str, str] | None = None, cycle: Sequence[str] | None = None
 ) -> dict[Any, str]:
     """A colour per series: ``colors`` where it names one, else the method's
-    (:data:`METHOD_COLORS`, by the name's first word), else the next of ``cycle`` (default:
-    matplotlib's) that no series already uses."""
+    (:data:`METHOD_COLORS`, by the name's first word, whatever its case) for the first series of
+    that method, else the next of ``cycle`` (default: matplotlib's) that no series already uses,
+    so that two series of one method (all labels and 10 %) are told apart."""
     import re
 
     cycle = list(cycle or plt.rcParams["axes.prop_cycle"].by_key()["color"])
     out: dict[Any, str] = {}
     for name in names:
-        key = re.split(r"[\s(\[]", str(name).strip(), maxsplit=1)[0]
+        key = re.split(r"[\s(\[,]", str(name).strip(), maxsplit=1)[0].lower()
         if colors and name in colors:
             out[name] = colors[name]
-        elif key in METHOD_COLORS:
+        elif key in METHOD_COLORS and METHOD_COLORS[key] not in out.values():
             out[name] = METHOD_COLORS[key]
     from matplotlib.colors import to_hex
 
@@ -532,7 +533,7 @@ def plot_history(
                     color, ls = by_run[label], _LINESTYLES[i % len(_LINESTYLES)]
                     name = f"{label}: {_NICE.get(k, k)}" if len(gkeys) > 1 else str(label)
                 ax.plot(x, y, ls=ls, color=color, marker="o", ms=4, lw=1.8, label=name)
-                sizes.append(float(np.median(np.abs(y))))
+                sizes.append(float(np.median(y)) if min(y) > 0 else 0.0)  # 0: a log axis would hide it
         if group == "loss" and len(sizes) > 1 and min(sizes) > 0 and max(sizes) / min(sizes) > _LOG_SPREAD:
             ax.set_yscale("log")
             _readable_log_axis(ax, "y")

@@ -13,6 +13,8 @@ import pytest
 
 from dfkd_lib.methods import METHODS
 
+pytestmark = pytest.mark.slow  # three subprocesses that import torch
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

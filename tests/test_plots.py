@@ -378,3 +378,19 @@ def test_log_axes_are_labelled_in_plain_numbers():
     assert labels and all("times" not in t and "^" not in t for t in labels)  # "0.6", not "6×10^{-1}"
     assert {"1", "2", "3"} <= set(labels)
     plt.close("all")
+
+
+def test_two_series_of_one_method_get_two_colours_and_negative_losses_stay_visible():
+    from matplotlib.colors import to_hex
+
+    hist = [{"epoch": 1, "val_acc": 50.0}, {"epoch": 2, "val_acc": 60.0}]
+    fig = plots.plot_history({"adv-dense, all labels": hist, "adv-dense, 10 % labels": hist, "KD": hist},
+                             keys=["val_acc"])  # fmt: skip
+    colours = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert colours["adv-dense, all labels"] == to_hex(plots.METHOD_COLORS["adv-dense"])
+    assert colours["adv-dense, 10 % labels"] != colours["adv-dense, all labels"]
+    assert colours["KD"] == to_hex(plots.METHOD_COLORS["kd"])  # whatever its case
+    hinge = [{"epoch": e, "loss_ce": 2.0 / e, "loss_adv": -0.001 * e} for e in (1, 2, 3)]
+    ax = plots.plot_history(hinge).axes[0]
+    assert ax.get_yscale() == "linear"  # a log axis would hide the negative adversarial loss
+    plt.close("all")
