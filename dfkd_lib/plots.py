@@ -107,14 +107,10 @@ def set_style() -> None:
 
 def _to_numpy(g: Any) -> np.ndarray:
     """A 2-d array from a ``(m, n)`` or batched ``(B, m, n)`` tensor/array (batch-averaged)."""
-    if hasattr(g, "detach"):
-        g = g.detach().float().cpu().numpy()
-    g = np.asarray(g, dtype=np.float64)
-    if g.ndim == 3:
-        g = g.mean(0)
-    if g.ndim != 2:
-        raise ValueError(f"a flow matrix must be (m, n) or (B, m, n), got shape {g.shape}")
-    return g
+    b = _batch(g)
+    if b.ndim != 3:
+        raise ValueError(f"a flow matrix must be (m, n) or (B, m, n), got shape {np.shape(g)}")
+    return b.mean(0)
 
 
 def _batch(g: Any) -> np.ndarray:
