@@ -24,6 +24,7 @@ from matplotlib.patches import Arc, Patch
 __all__ = [
     "STAGE_COLORS",
     "METHOD_COLORS",
+    "family_styles",
     "set_style",
     "plot_flow_matrix",
     "plot_flow_pair",
@@ -80,6 +81,41 @@ def _series_colors(
         if name not in out:
             out[name] = free[k % len(free)]
             k += 1
+    return out
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def family_styles(families: Mapping[str, str], colors: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Line styles for many series in a few families (the settings of a search, by method).
+
+    Each family gets one hue: the method's (:data:`METHOD_COLORS`, by the family's first word) or
+    else the next of matplotlib's cycle, or ``colors[family]``; its members get shades of it, from
+    dark to light in the order given, and markers of their own. Two members of one family are
+    told apart by shade and marker, two families by hue; a family of one keeps its hue.
+
+    Args:
+        families: ``{series name: family}``, in the order the series are drawn.
+        colors: ``{family: colour}`` for families that should not take the default hue.
+
+    Returns:
+        ``{series name: {"color": hex, "marker": marker}}``, keyword arguments for ``ax.plot``.
+    """
+    from matplotlib.colors import to_hex, to_rgb
+
+    members: dict[str, list[str]] = {}
+    for name, family in families.items():
+        members.setdefault(family, []).append(name)
+    hues = _series_colors(list(members), colors)
+    out: dict[str, dict[str, Any]] = {}
+    for family, names in members.items():
+        base = np.array(to_rgb(hues[family]))
+        for i, name in enumerate(names):
+            # from a quarter towards black to halfway to white; a family of one keeps its hue
+            mix = -0.25 + 0.75 * i / (len(names) - 1) if len(names) > 1 else 0.0
+            rgb = base * (1 + mix) if mix < 0 else base + (1 - base) * mix
+            out[name] = {"color": to_hex(np.clip(rgb, 0, 1)), "marker": _MARKERS[i % len(_MARKERS)]}
     return out
 
 
@@ -1071,6 +1107,9 @@ def plot_seed_curves(
     groups = {k: [list(map(float, c)) for c in cs] for k, cs in curves.items() if len(cs)}
     if not groups:
         raise ValueError("curves needs at least one group with a curve")
+    if colors is not None:  # keyed by group name: follow the names into the legend's labels
+        colors = {f"{k} (n={len(groups[k])})": c for k, c in colors.items() if k in groups}
+    groups = {f"{k} (n={len(cs)})": cs for k, cs in groups.items()}  # the legend says how many
     fig, ax = _new_axes(ax, (6.0, 3.8))
     palette = _series_colors(list(groups), colors, sns.color_palette(n_colors=len(groups)).as_hex())
     epoch, value, group, seed = [], [], [], []
@@ -1384,10 +1423,10 @@ def plot_discriminator_over_time(
         title: figure title.
         colors: ``{method: colour}`` (default: :data:`METHOD_COLORS`, else matplotlib's cycle).
 
-    Left: accuracy on the teacher's flows (real, solid, labelled ``<method>: real``) and on the
-    student's (fake, dashed, ``<method>: fake``), in %; 50 % is a critic that cannot tell them
-    apart. Right: the margin, mean logit on real minus mean logit on fake (labelled ``<method>``):
-    how sure the critics are, which accuracy does not say.
+    Left: accuracy on the teacher's flows (real, solid, labelled ``<method> (n=<seeds>): real``)
+    and on the student's (fake, dashed, ``<method> (n=<seeds>): fake``), in %; 50 % is a critic
+    that cannot tell them apart. Right: the margin, mean logit on real minus mean logit on fake
+    (labelled ``<method> (n=<seeds>)``): how sure the critics are, which accuracy does not say.
     """
     groups = {k: list(v) for k, v in logs.items() if len(v)}
     if not groups:
@@ -1398,9 +1437,9 @@ def plot_discriminator_over_time(
         color = palette[name]
         for key, ls in (("real", "-"), ("fake", "--")):
             e, v = _epoch_means(runs, lambda r, k=f"d_acc_{key}": r.get(k))
-            ax.plot(e, v, ls=ls, color=color, label=f"{name}: {key}")
+            ax.plot(e, v, ls=ls, color=color, label=f"{name} (n={len(runs)}): {key}")
         e, v = _epoch_means(runs, lambda r: r["d_logit_real"] - r["d_logit_fake"] if "d_logit_real" in r else None)
-        ax2.plot(e, v, color=color, marker="o", ms=3, label=name)
+        ax2.plot(e, v, color=color, marker="o", ms=3, label=f"{name} (n={len(runs)})")
     ax.axhline(50, color="grey", ls=":", lw=1)
     ax.set_ylabel("discriminator accuracy (%)")
     ax.set_title("on real (solid) and fake (dashed) flows, mean over seeds")
@@ -1491,21 +1530,22 @@ def plot_flow_over_time(
         colors: ``{method: colour}`` (default: :data:`METHOD_COLORS`, else matplotlib's cycle).
 
     The x axis counts epochs of cross-entropy: a flow-only stage is drawn at epochs 0, -1, ...
-    Left (lines labelled ``<method>``): each method's distance over the reference's; below 1 the
-    method's flows are closer to the teacher's than training on the labels alone leaves them.
-    Right (log scale, lines labelled ``<method>``): the flow term as it enters the objective, for
+    Left (lines labelled ``<method> (n=<seeds>)``): each method's distance over the reference's;
+    below 1 the method's flows are closer to the teacher's than training on the labels alone
+    leaves them. Right (log scale, same labels): the flow term as it enters the objective, for
     the methods that log one.
     """
     series = flows_over_time(logs, reference)
+    seeds = {name: f"{name} (n={len(logs[name])})" for name in series}
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.0), layout="constrained")
     palette = _series_colors(list(series), colors)
-    ax.axhline(1.0, color="black", ls="--", lw=1.5, label=reference)
+    ax.axhline(1.0, color="black", ls="--", lw=1.5, label=seeds[reference])
     for name, s in series.items():
         color = palette[name]
         if "distance" in s:
-            ax.plot(*s["distance"], color=color, label=name)
+            ax.plot(*s["distance"], color=color, label=seeds[name])
         if "flow" in s:
-            ax2.plot(*s["flow"], color=color, marker="o", ms=2.5, label=name)
+            ax2.plot(*s["flow"], color=color, marker="o", ms=2.5, label=seeds[name])
     ax.set_ylabel(f"flow distance / {reference}'s, mean over items")
     ax.set_title(f"against {reference} at the same epoch: below 1 is closer to the teacher")
     ax2.set_yscale("log")

@@ -139,6 +139,12 @@ def test_seed_curves_one_thin_line_per_seed_and_one_mean_per_group():
     assert len(lines) == 2 + 3 + 2  # five seeds, two means
     means = sorted(tuple(line.get_ydata()) for line in lines if line.get_linewidth() > 2)
     assert means == [pytest.approx((96, 94, 93)), pytest.approx((96.5, 98, 98.5))]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["adv (n=2)", "adv-dense (n=3)"]  # the legend says how many seeds
+    colored = plots.plot_seed_curves(curves, "accuracy", colors={"adv": "#000000"})
+    handles = {t.get_text(): h for t, h in zip(colored.axes[0].get_legend().get_texts(),
+                                               colored.axes[0].get_legend().legend_handles)}  # fmt: skip
+    assert handles["adv (n=2)"].get_color() in ("#000000", (0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
 
 
 def test_method_schematic_draws_every_item_in_both_networks_and_one_discriminator_each():
@@ -252,12 +258,12 @@ def test_discriminator_over_time_averages_seeds_at_shared_epochs_and_skips_flow_
     seed1 = [{"epoch": 1, "loss_flow": 0.3}, rec(2, 80, 100, 0.0, 0.0)]  # cut off after epoch 2
     fig = plots.plot_discriminator_over_time({"adv-dense": [seed0, seed1]})
     acc, margin = fig.axes
-    real = _line(acc, "adv-dense: real")
+    real = _line(acc, "adv-dense (n=2): real")
     assert list(real.get_xdata()) == [2] and list(real.get_ydata()) == [70.0]
-    assert list(_line(acc, "adv-dense: fake").get_ydata()) == [90.0]
-    assert list(_line(margin, "adv-dense").get_ydata()) == [1.0]  # (2 + 0) / 2
+    assert list(_line(acc, "adv-dense (n=2): fake").get_ydata()) == [90.0]
+    assert list(_line(margin, "adv-dense (n=2)").get_ydata()) == [1.0]  # (2 + 0) / 2
     one = plots.plot_discriminator_over_time({"adv-dense": [seed0]})
-    assert list(_line(one.axes[1], "adv-dense").get_ydata()) == [2.0, 3.0]
+    assert list(_line(one.axes[1], "adv-dense (n=1)").get_ydata()) == [2.0, 3.0]
     with pytest.raises(ValueError):
         plots.plot_discriminator_over_time({})
 
@@ -301,14 +307,15 @@ def test_flow_over_time_divides_by_the_reference_per_epoch_and_puts_a_flow_only_
     assert got["scratch"] == {}  # the reference: no distance to itself, no flow term
     fig = plots.plot_flow_over_time(logs)
     ratio, flow = fig.axes
-    d = _line(ratio, "dense")
+    d = _line(ratio, "dense (n=1)")
     # epoch 1: scratch's mean is [2, 2], so (1/2 + 1/2) / 2; epoch 2: (0.5 + 0.25) / 2
     assert list(d.get_xdata()) == [1, 2] and np.allclose(d.get_ydata(), [0.5, 0.375])
-    f = _line(ratio, "fsp")  # its stage-1 epoch has no scratch epoch beside it
+    assert _line(ratio, "scratch (n=2)").get_ydata()[0] == 1.0  # the reference
+    f = _line(ratio, "fsp (n=1)")  # its stage-1 epoch has no scratch epoch beside it
     assert list(f.get_xdata()) == [1, 2] and np.allclose(f.get_ydata(), [0.5, 0.5])
-    assert list(_line(flow, "fsp").get_xdata()) == [0] and list(_line(flow, "fsp").get_ydata()) == [0.1]
-    assert list(_line(flow, "dense").get_ydata()) == [0.5, 0.25]
-    assert flow.get_yscale() == "log" and "scratch" not in [ln.get_label() for ln in flow.get_lines()]
+    assert list(_line(flow, "fsp (n=1)").get_xdata()) == [0] and list(_line(flow, "fsp (n=1)").get_ydata()) == [0.1]
+    assert list(_line(flow, "dense (n=1)").get_ydata()) == [0.5, 0.25]
+    assert flow.get_yscale() == "log" and not [ln for ln in flow.get_lines() if "scratch" in ln.get_label()]
     plt.close(fig)
     for f in (plots.flows_over_time, plots.plot_flow_over_time):
         with pytest.raises(ValueError, match="reference"):
@@ -394,3 +401,18 @@ def test_two_series_of_one_method_get_two_colours_and_negative_losses_stay_visib
     ax = plots.plot_history(hinge).axes[0]
     assert ax.get_yscale() == "linear"  # a log axis would hide the negative adversarial loss
     plt.close("all")
+
+
+def test_family_styles_give_a_hue_per_family_and_a_shade_and_marker_per_member():
+    from matplotlib.colors import to_rgb
+
+    styles = plots.family_styles({"d": "dense", "a1": "adv-dense", "a2": "adv-dense", "a3": "adv-dense", "x": "other"})
+    assert styles["d"]["color"] == plots.METHOD_COLORS["dense"].lower()  # a family of one keeps its hue
+    shades = [np.array(to_rgb(styles[n]["color"])) for n in ("a1", "a2", "a3")]
+    assert shades[0].sum() < shades[1].sum() < shades[2].sum()  # dark to light, in order
+    base = np.array(to_rgb(plots.METHOD_COLORS["adv-dense"]))
+    np.testing.assert_allclose(shades[0], base * 0.75, atol=1 / 255)  # a quarter towards black
+    np.testing.assert_allclose(shades[2], (base + 1) / 2, atol=1 / 255)  # halfway to white
+    assert len({styles[n]["marker"] for n in ("a1", "a2", "a3")}) == 3
+    assert styles["x"]["color"] not in {s["color"] for n, s in styles.items() if n != "x"}
+    assert plots.family_styles({"x": "other"}, colors={"other": "#123456"})["x"]["color"] == "#123456"
