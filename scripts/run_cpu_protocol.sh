@@ -16,6 +16,8 @@
 #                                                       # syntax; after midnight: "tomorrow 02:00")
 #   JOBS=2 bash scripts/run_cpu_protocol.sh             # two runs at a time, one thread each on 2 cores
 #   PROBE=1 bash scripts/run_cpu_protocol.sh            # scratch gets the teacher too, as a flow probe
+#   FIRST="kd-lf1.0-s2 fsp-lf1.0-s2" bash scripts/run_cpu_protocol.sh   # these runs (folder names)
+#                            # first, after any cut off part-way; then the rest in the usual order
 #   STATUS_ONLY=1 bash scripts/run_protocol60.sh        # rewrite STATUS.md from the logs, train nothing
 #
 # With JOBS > 1 each run's console output goes to console.log in its folder, and every run gets
@@ -32,6 +34,7 @@ RECIPE=${RECIPE:-1}
 UNTIL=${UNTIL:-}
 JOBS=${JOBS:-1}
 PROBE=${PROBE:-0}
+FIRST=${FIRST:-}
 stop_at=""
 [ -n "$UNTIL" ] && stop_at=$(date -d "$UNTIL" +%s)
 if [ "$JOBS" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
@@ -93,9 +96,24 @@ if [ "${STATUS_ONLY:-0}" = 1 ]; then  # only write STATUS.md (say, while runs go
   exit 0
 fi
 
+# the order runs start in: runs cut off part-way (a checkpoint to resume from) first, then those
+# named in FIRST (that the plan has), then the others; STATUS.md keeps the plan's order
+queue=()
+for dir in "${dirs[@]}"; do
+  [ -f "$dir/checkpoint.pt" ] && queue+=("$dir")
+done
+for name in $FIRST; do
+  for dir in "${dirs[@]}"; do
+    [ "${dir##*/}" = "$name" ] && [[ " ${queue[*]} " != *" $dir "* ]] && queue+=("$dir")
+  done
+done
+for dir in "${dirs[@]}"; do
+  [[ " ${queue[*]} " == *" $dir "* ]] || queue+=("$dir")
+done
+
 failed=0
 pids=()  # background runs (JOBS > 1), waited for one by one at the end
-for dir in "${dirs[@]}"; do
+for dir in "${queue[@]}"; do
   name=${dir##*/}
   seed=${name##*-s}
   spec=${name%-s*}

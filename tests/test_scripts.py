@@ -108,6 +108,38 @@ def test_protocol60_plans_ten_runs_a_seed_with_the_teacher_for_all(tmp_path):
     assert 'SEEDS=${SEEDS:-"0 1 2"}' in (REPO / "scripts" / "run_cpu_protocol.sh").read_text()  # 30 runs by default
 
 
+def test_protocol_resumes_cut_off_runs_then_starts_those_named_in_first_and_keeps_the_plans_order_in_status(
+    tmp_path,
+):
+    out = tmp_path / "out"
+    cut = out / "scratch-lf1.0-s1"  # cut off part-way: it resumes before anything else starts
+    cut.mkdir(parents=True)
+    (cut / "config.json").write_text(json.dumps({"method": "scratch", "epochs": 2}))
+    (cut / "log.jsonl").write_text("{}\n")
+    (cut / "checkpoint.pt").write_bytes(b"")
+    proc, calls = run_script(
+        tmp_path, "run_cpu_protocol.sh", OUT=str(out), SEEDS="0 1", RUNS="scratch kd", EPOCHS="2",
+        FIRST="kd-lf1.0-s1 scratch-lf1.0-s1 not-planned-s9",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    order = [c.split("--out ")[1].split()[0].rsplit("/", 1)[1] for c in trains(calls)]
+    assert order == ["scratch-lf1.0-s1", "kd-lf1.0-s1", "scratch-lf1.0-s0", "kd-lf1.0-s0"]
+    status = (out / "STATUS.md").read_text()
+    rows = [line.split(" | ")[0][2:] for line in status.splitlines() if line.startswith("| ") and "-lf" in line]
+    assert rows == ["scratch-lf1.0-s0", "kd-lf1.0-s0", "scratch-lf1.0-s1", "kd-lf1.0-s1"]
+
+
+def test_protocol60_starts_the_runs_the_chapters_lead_with(tmp_path):
+    """Chapter 7 and the preface lead with the 60-epoch protocol once report.LEAD_METHODS have 3
+    seeds each (all labels): those runs come first."""
+    from dfkd_lib import report
+
+    text = (REPO / "scripts" / "run_protocol60.sh").read_text()
+    first = text.split('FIRST=${FIRST:-"')[1].split('"')[0].split()
+    assert {name.split("-lf")[0] for name in first} == set(report.LEAD_METHODS)
+    assert all(name.endswith(("-s1", "-s2")) and "-lf1.0-" in name for name in first)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_protocol_reports_a_failed_run_and_still_runs_the_others(tmp_path, jobs):
     out = tmp_path / "out"
