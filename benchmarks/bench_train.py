@@ -1,6 +1,6 @@
 """Time per training step of every method, relative to ``scratch`` and to ``kd``.
 
-For each teacher -> student pair, every method's engine (:class:`dfkd_lib.train._Run`, the
+For each teacher -> student pair, every method's engine (:class:`dfkd_lib.train.Run`, the
 same code ``train`` runs) takes steps on the same batches, methods interleaved round by round
 so that all see the same machine load. Prints the median milliseconds per step and the ratios (with one discriminator step every other
 student step, as in the second version's recipes, an even number of timed steps makes the median
@@ -24,7 +24,7 @@ from torch.utils.flop_counter import flop_registry
 from dfkd_lib.data import get_loaders, make_synthetic
 from dfkd_lib.losses import initial_flow_loss
 from dfkd_lib.models import cifar_resnet
-from dfkd_lib.train import METHODS, RECIPES, TrainConfig, _Run, config_for
+from dfkd_lib.train import METHODS, RECIPES, Run, TrainConfig, config_for
 
 DEFAULT_D_HIDDEN = TrainConfig().d_hidden  # what every method uses unless told otherwise
 
@@ -100,7 +100,7 @@ def main() -> None:
             cfg = config_for(
                 m, teacher=given, student=f"resnet{s_depth}", device=str(device), epochs=2, lambda_flow=lam, **extra
             )
-            run = _Run(cfg, loaders, None if m == "scratch" else teacher, progress=False)
+            run = Run(cfg, loaders, None if m == "scratch" else teacher, progress=False)
             run.calibrate()  # the gradient rule's flow weight, where the recipe asks for it
             runs[m] = (run, run.flags(run.stage(0)))  # fsp: its first stage (flow only)
             if "flow" in run.method.terms and not runs[m][1]["flow"]:
@@ -109,7 +109,7 @@ def main() -> None:
             hidden = tuple(int(h) for h in v.split(","))
             cfg = config_for("adv-dense", teacher="given", student=f"resnet{s_depth}", device=str(device), epochs=2,
                              lambda_flow=lam_flow, d_hidden=hidden)  # fmt: skip
-            run = _Run(cfg, loaders, teacher, progress=False)
+            run = Run(cfg, loaders, teacher, progress=False)
             run.calibrate()
             runs[f"adv-dense D{v}"] = (run, run.flags(0))
         times = {m: [] for m in runs}

@@ -269,7 +269,7 @@ def initial_flow_loss(
     the number of items and their sizes, so a new teacher-student pair or pair set needs its own
     weight; and a term of value one can still have a gradient several times the cross-entropy's.
     The second version's rule sets the weight from gradients instead (``TrainConfig.flow_grad_ratio``,
-    see :meth:`dfkd_lib.train._Run.flow_weight_by_gradients`).
+    see :meth:`dfkd_lib.train.Run.flow_weight_by_gradients`).
     """
     from .flow import make_flow_plan
 

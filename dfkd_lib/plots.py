@@ -925,6 +925,7 @@ def plot_item_distances(
     epochs: Sequence[int] | None = None,
     relative: bool = True,
     title: str | None = None,
+    band: bool | None = None,
 ) -> Figure:
     """Each flow item's teacher-student distance over training, and its spread over images.
 
@@ -936,9 +937,12 @@ def plot_item_distances(
         relative: divide by the first row, so that each item starts at 1 and a value of 0.1
             means that 90 % of its distance is gone.
         title: figure title.
+        band: shade the middle half of the images (25th to 75th percentile) around each median
+            line. By default only for up to 3 items: more bands overlap into one blur, and the
+            right panel shows the spread anyway.
 
-    Left: the median over images, and the band between the 25th and 75th percentiles. Right
-    (when there are images): the distribution over images at the last epoch.
+    Left: the median over images (with its band, see ``band``). Right (when there are images):
+    each image at the last epoch, with the median and the middle half.
     """
     sns = _seaborn()
     d = _as_array(distances)
@@ -962,7 +966,8 @@ def plot_item_distances(
                              gridspec_kw={"width_ratios": [3, 2]} if per_image else None)  # fmt: skip
     ax = axes[0, 0]
     palette = {name: _ITEM_COLORS[k % len(_ITEM_COLORS)] for k, name in enumerate(item_names)}  # the schematic's
-    sns.lineplot(x=epoch_col, y=value_col, hue=item_col, estimator="median", errorbar=("pi", 50),
+    band = n_i > 1 and (n_k <= 3 if band is None else band)
+    sns.lineplot(x=epoch_col, y=value_col, hue=item_col, estimator="median", errorbar=("pi", 50) if band else None,
                  marker="o", ax=ax, palette=palette)  # fmt: skip
     ax.set_yscale("log")
     _readable_log_axis(ax, "y")
@@ -971,7 +976,7 @@ def plot_item_distances(
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     sns.move_legend(ax, "lower left", title="flow item", frameon=False, fontsize=8, title_fontsize=9)
-    ax.set_title("median over images, band: middle half")
+    ax.set_title("median over images" + (", band: middle half" if band else "") if n_i > 1 else "")
     if per_image:
         last = d[-1]  # (items, images)
         ax2 = axes[0, 1]

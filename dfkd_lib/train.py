@@ -27,7 +27,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ __all__ = [
     "TrainResult",
     "NonFiniteLossError",
     "RunFolderBusyError",
+    "Run",
     "config_for",
     "measure_lambda_flow",
     "pick_device",
@@ -354,8 +355,9 @@ def _load_teacher(spec: str, num_classes: int, device: torch.device) -> CifarRes
     return teacher
 
 
-class _Run:
-    """The state of one training run (kept small: see :func:`train` for the story)."""
+class Run:
+    """The state of one training run: what :func:`train` builds and its hooks receive. The
+    attributes a hook may use are listed in :func:`train`; the rest is the engine's own."""
 
     def __init__(self, cfg: TrainConfig, loaders: Loaders | None, teacher: nn.Module | None, progress: bool | None):
         cfg.validate()
@@ -759,6 +761,7 @@ class _Run:
             if seen >= self.cfg.probe_images:
                 break
         self.student.train(was_training)
+        self.probe_seen = seen  # fewer than probe_images when the split is smaller
         return [round(float(v), 5) for v in sums / max(seen, 1)]
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -868,6 +871,22 @@ def _environment(device: torch.device, world: int) -> dict[str, Any]:
     return env
 
 
+_LEGENDS_SHOWN: set[str] = set()  # legends this process has printed (a notebook trains many runs)
+
+
+def _log_legend(rec: dict[str, Any], terms: Sequence[str], probe_images: int) -> str:
+    """What the columns of :func:`_epoch_line` mean, for a run with these loss ``terms`` and the
+    fields of its first record ``rec`` (printed once, above its first line)."""
+    lines = [f"  {' '.join(terms)}: the epoch's mean loss terms, each times its weight (their sum is minimised)"]
+    if "d_acc_real" in rec:
+        lines.append("  D real/fake: % of the teacher's flows the discriminators called real / of the student's, fake")
+    if "flow_dist" in rec:
+        where = "validation" if "val_acc" in rec else "test"
+        lines.append(f"  flow dist: ||G_T - G_S|| / ||G_T||, mean over flow items, on {probe_images:,} {where} images")
+    lines.append("  train" + (" val" if "val_acc" in rec else "") + " test: accuracy (%) at the end of the epoch")
+    return "\n".join(["how to read each line:", *lines])
+
+
 def _epoch_line(rec: dict[str, Any], epochs: int) -> str:
     """One short line per epoch (it must fit a book's output column)."""
     losses = " ".join(f"{k[5:]} {v:.3g}" for k, v in rec.items() if k.startswith("loss_") and k != "loss_total")
@@ -898,7 +917,7 @@ def measure_lambda_flow(
     ``student``: measure the rule on these weights instead of the run's seeded student (e.g. a
     trained one: the weight the rule would set if it were measured again at that point). It must be
     the architecture ``cfg.student`` names; it is not changed."""
-    run = _Run(cfg, loaders, teacher, progress=False)
+    run = Run(cfg, loaders, teacher, progress=False)
     if student is not None:
         try:
             run.student.load_state_dict(student.state_dict())
@@ -913,9 +932,9 @@ def train(
     loaders: Loaders | None = None,
     teacher: nn.Module | None = None,
     progress: bool | None = None,
-    callback: Callable[[dict[str, Any], Any], None] | None = None,
+    callback: Callable[[dict[str, Any], Run], None] | None = None,
     verbose: bool = True,
-    on_start: Callable[[Any], None] | None = None,
+    on_start: Callable[[Run], None] | None = None,
 ) -> TrainResult:
     """Train a student (or a teacher, with ``method="scratch"``) as ``cfg`` says.
 
@@ -951,7 +970,7 @@ def train(
         NonFiniteLossError: a loss term became NaN or infinite (``stopped.json`` in ``out_dir``
             says where).
     """
-    run = _Run(cfg, loaders, teacher, progress)
+    run = Run(cfg, loaders, teacher, progress)
     lock = _claim_folder(run.out) if run.out is not None and run.main else None
     try:
         if run.out is not None:
@@ -1003,6 +1022,10 @@ def train(
                     f.write(json.dumps(rec) + "\n")
                 atomic_save(run.state(epoch), run.out / "checkpoint.pt")
             if verbose and run.main:
+                legend = _log_legend(rec, run.method.terms, getattr(run, "probe_seen", cfg.probe_images))
+                if len(run.history) == run.start_epoch + 1 and legend not in _LEGENDS_SHOWN:  # once per kind of log
+                    _LEGENDS_SHOWN.add(legend)
+                    print(legend, flush=True)
                 print(_epoch_line(rec, cfg.total_epochs), flush=True)
             if callback is not None:
                 callback(rec, run)

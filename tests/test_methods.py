@@ -18,7 +18,7 @@ from dfkd_lib.cli import make_parser
 from dfkd_lib.flow import make_flow_plan
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.report import load_runs, planned_epochs, summarise
-from dfkd_lib.train import CALIBRATION_BATCHES, _Run, config_for, measure_lambda_flow, train
+from dfkd_lib.train import CALIBRATION_BATCHES, Run, config_for, measure_lambda_flow, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "scripts"))
@@ -163,7 +163,7 @@ def test_r1_penalty_of_a_linear_critic_is_its_squared_weight_norm():
 
 def test_the_gradient_rule_sets_lambda_flow_to_the_asked_ratio(teacher):
     cfg = config_for("dense", teacher=teacher, epochs=1, flow_norm="teacher", flow_grad_ratio=0.5, **BASE)
-    run = _Run(cfg, None, None, progress=False)
+    run = Run(cfg, None, None, progress=False)
     run.calibrate()
     lam = run.lambda_flow
     assert lam > 0 and lam != cfg.lambda_flow
@@ -187,7 +187,7 @@ def test_the_gradient_rule_sets_lambda_flow_to_the_asked_ratio(teacher):
 
 def test_the_gradient_rule_measured_on_given_weights(teacher):
     cfg = config_for("dense", teacher=teacher, epochs=1, flow_norm="teacher", flow_grad_ratio=0.5, **BASE)
-    seeded = _Run(cfg, None, None, progress=False).student  # the weights a run of cfg starts from
+    seeded = Run(cfg, None, None, progress=False).student  # the weights a run of cfg starts from
     lam_seeded = measure_lambda_flow(cfg)
     assert measure_lambda_flow(cfg, student=seeded) == pytest.approx(lam_seeded, rel=1e-6)
     other = copy.deepcopy(seeded)
@@ -222,7 +222,7 @@ def test_chapter_4_exercise_6_a_callback_that_measures_lambda_flow_again(teacher
 def test_discriminator_options(teacher):
     cfg = config_for("adv-dense", teacher=teacher, epochs=2, d_input="scaled", d_noise=0.5, d_r1=1.0, d_every=3,
                      **BASE)  # fmt: skip
-    run = _Run(cfg, None, None, progress=False)
+    run = Run(cfg, None, None, progress=False)
     run.calibrate()
     log = [run.train_epoch(epoch) for epoch in range(cfg.epochs)]
     steps = cfg.epochs * run.steps_per_epoch
@@ -242,7 +242,7 @@ def test_each_term_of_a_step_is_the_loss_it_names(method, teacher):
     """One step of every method's recipe, term by term, against the losses computed here from the
     recipe's weights: catches a wrong weight, temperature, tap or pair set in the engine."""
     cfg = config_for(method, teacher=teacher, epochs=1, **BASE)
-    run = _Run(cfg, None, None, progress=False)
+    run = Run(cfg, None, None, progress=False)
     run.calibrate()
     x, y = run._first_batches(1)[0]
     flags = run.flags(run.stage(0))
@@ -282,11 +282,11 @@ def test_each_term_of_a_step_is_the_loss_it_names(method, teacher):
 
 
 def test_scaled_and_unit_inputs_are_what_they_say(teacher):
-    run = _Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="unit", **BASE), None, None, progress=False)
+    run = Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="unit", **BASE), None, None, progress=False)
     flows = [torch.randn(3, 16, 16) * 7, torch.randn(3, 16, 32)]
     for g in run.disc_inputs(flows):
         assert torch.allclose(g.flatten(1).norm(dim=1), torch.ones(3))
-    run = _Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="scaled", **BASE), None, None, progress=False)
+    run = Run(config_for("adv-dense", teacher=teacher, epochs=1, d_input="scaled", **BASE), None, None, progress=False)
     run.calibrate()
     x, _ = run._first_batches(1)[0]
     _, t_taps = run.teacher(x, return_taps=True)
@@ -309,7 +309,7 @@ def test_scaled_and_unit_inputs_are_what_they_say(teacher):
 def test_the_flow_probe_is_the_relative_distance_on_the_first_validation_images(teacher):
     cfg = config_for("dense", teacher=teacher, epochs=1, probe_images=7, **BASE)
     res = train(cfg, progress=False, verbose=False)
-    run = _Run(cfg, None, None, progress=False)  # the same data, split and teacher
+    run = Run(cfg, None, None, progress=False)  # the same data, split and teacher
     x = torch.cat([xb for xb, _ in run.loaders.val])[:7]
     student = copy.deepcopy(res.student).eval()
     with torch.no_grad():

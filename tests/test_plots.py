@@ -96,6 +96,11 @@ def test_item_distances_relative_to_the_first_epoch():
     assert len(lines) == 2  # one median line per item
     first = sorted(float(line.get_ydata()[0]) for line in lines)
     assert first == pytest.approx([1.0, 1.0])  # relative: every item starts at 1
+    assert len(fig.axes[0].collections) == 2  # with two items, each has its band (middle half)
+    assert fig.axes[0].get_title() == "median over images, band: middle half"
+    six = plots.plot_item_distances(np.tile(d, (1, 3, 1)), [f"i{k}" for k in range(6)])
+    assert not six.axes[0].collections and six.axes[0].get_title() == "median over images"  # would overlap
+    assert len(plots.plot_item_distances(np.tile(d, (1, 3, 1)), list("abcdef"), band=True).axes[0].collections) == 6
     assert len(plots.plot_item_distances(d[:, :, 0], ["x->y", "y->z"]).axes) == 1
     with pytest.raises(ValueError, match="2 items"):
         plots.plot_item_distances(d[:, :1], ["x->y", "y->z"])

@@ -95,10 +95,10 @@ def test_labelled_fraction_uses_only_labelled_images_for_ce(teacher_file):
 
 def test_unlabelled_images_feed_the_flow_and_adversarial_terms_only(teacher_file):
     """A batch without labels (-1): no cross-entropy, but flow and adversarial terms as usual."""
-    from dfkd_lib.train import _Run
+    from dfkd_lib.train import Run
 
     torch.manual_seed(0)
-    run = _Run(small("adv-dense", teacher_file, epochs=1), None, load_model(teacher_file), progress=False)
+    run = Run(small("adv-dense", teacher_file, epochs=1), None, load_model(teacher_file), progress=False)
     run.calibrate()  # the recipe's lambda_flow is measured at the start, as train() does
     x = torch.randn(8, 3, 32, 32).to(memory_format=torch.channels_last)
     terms, _ = run.train_step(x, torch.full((8,), -1), run.flags(0))
@@ -337,3 +337,21 @@ def test_evaluate_counts_correctly(synthetic):
     assert model.training  # the mode it had is given back
     with pytest.raises(TypeError, match="one loader"):
         evaluate(model, loaders)
+
+
+def test_the_log_says_once_how_to_read_its_lines(teacher_file, tmp_path, capsys):
+    sys.modules["dfkd_lib.train"]._LEGENDS_SHOWN.clear()  # (dfkd_lib.train is also the function)
+    cfg = small("adv-dense", teacher_file, epochs=1, probe_images=10)
+    train(cfg, progress=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "how to read each line:"
+    legend = "\n".join(out[: out.index(next(line for line in out if line.startswith("epoch 1/1")))])
+    assert "ce flow adv: the epoch's mean loss terms, each times its weight" in legend
+    assert "D real/fake:" in legend and "on 10 validation images" in legend
+    assert "train val test: accuracy (%)" in legend
+    train(cfg, progress=False)  # the same kind of log again: no second legend
+    again = capsys.readouterr().out
+    assert "how to read" not in again and "epoch 1/1" in again
+    train(small("scratch", None, epochs=1), progress=False)  # another kind: its own legend, no flows
+    other = capsys.readouterr().out
+    assert other.startswith("how to read each line:\n  ce: ") and "flow dist" not in other

@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from dfkd_lib.train import _Run, config_for, train
+from dfkd_lib.train import Run, config_for, train
 
 steps = []  # this rank's steps: batch size, loss terms, correct and labelled counts
-_step = _Run.train_step
+_step = Run.train_step
 
 
 def recording_step(self, x, y, flags):
@@ -23,7 +23,7 @@ def recording_step(self, x, y, flags):
     return values, logits
 
 
-_Run.train_step = recording_step
+Run.train_step = recording_step
 
 out = sys.argv[1]
 teacher = sys.argv[2]
