@@ -5,7 +5,9 @@
 # git, the checkpoint.pt of every run in OUT that has not logged all its planned epochs (about
 # 0.6 MB for a ResNet-8 with its optimiser), and unstages the checkpoints of runs that are done, so
 # the tree holds checkpoints only while runs are under way. Commit afterwards; the protocol script
-# then resumes those runs from their last finished epoch.
+# then resumes those runs from their last finished epoch. The runs may keep training meanwhile (on a
+# machine that outlives the session they gain the time until it goes): checkpoints are written
+# atomically, and a log line newer than the checkpoint beside it is dropped on resume.
 #
 #   bash scripts/carry_checkpoints.sh results/cpu60 && git commit -m "..."
 set -euo pipefail
