@@ -878,6 +878,8 @@ def _log_legend(rec: dict[str, Any], terms: Sequence[str], probe_images: int) ->
     """What the columns of :func:`_epoch_line` mean, for a run with these loss ``terms`` and the
     fields of its first record ``rec`` (printed once, above its first line)."""
     lines = [f"  {' '.join(terms)}: the epoch's mean loss terms, each times its weight (their sum is minimised)"]
+    if "loss_disc" in rec:
+        lines.append("  disc: the discriminators' own loss, which they minimise (not part of the student's sum)")
     if "d_acc_real" in rec:
         lines.append("  D real/fake: % of the teacher's flows the discriminators called real / of the student's, fake")
     if "flow_dist" in rec:

@@ -348,6 +348,7 @@ def test_the_log_says_once_how_to_read_its_lines(teacher_file, tmp_path, capsys)
     legend = "\n".join(out[: out.index(next(line for line in out if line.startswith("epoch 1/1")))])
     assert "ce flow adv: the epoch's mean loss terms, each times its weight" in legend
     assert "D real/fake:" in legend and "on 10 validation images" in legend
+    assert "disc: the discriminators' own loss" in legend  # it is on the line, but not in the sum
     assert "train val test: accuracy (%)" in legend
     train(cfg, progress=False)  # the same kind of log again: no second legend
     again = capsys.readouterr().out
