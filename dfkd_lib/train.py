@@ -446,6 +446,7 @@ class Run:
         self.stage1 = cfg.stage1
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.start_epoch = 0
+        self.probe_seen = 0  # images the last flow probe read (fewer than probe_images on a small split)
         self.history: list[dict[str, Any]] = []
         self.out = Path(cfg.out_dir) if cfg.out_dir else None
         self.where = (0, 0)  # (epoch, step) being trained, for error messages
@@ -761,7 +762,7 @@ class Run:
             if seen >= self.cfg.probe_images:
                 break
         self.student.train(was_training)
-        self.probe_seen = seen  # fewer than probe_images when the split is smaller
+        self.probe_seen = seen
         return [round(float(v), 5) for v in sums / max(seen, 1)]
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -1024,10 +1025,11 @@ def train(
                     f.write(json.dumps(rec) + "\n")
                 atomic_save(run.state(epoch), run.out / "checkpoint.pt")
             if verbose and run.main:
-                legend = _log_legend(rec, run.method.terms, getattr(run, "probe_seen", cfg.probe_images))
-                if len(run.history) == run.start_epoch + 1 and legend not in _LEGENDS_SHOWN:  # once per kind of log
-                    _LEGENDS_SHOWN.add(legend)
-                    print(legend, flush=True)
+                if len(run.history) == run.start_epoch + 1:  # this call's first line: its legend, once per kind
+                    legend = _log_legend(rec, run.method.terms, run.probe_seen)
+                    if legend not in _LEGENDS_SHOWN:
+                        _LEGENDS_SHOWN.add(legend)
+                        print(legend, flush=True)
                 print(_epoch_line(rec, cfg.total_epochs), flush=True)
             if callback is not None:
                 callback(rec, run)
