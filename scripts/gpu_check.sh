@@ -12,8 +12,12 @@
 # 3. benchmarks/bench_train.py on the GPU: time per step of every method, ResNet-26 -> ResNet-8 and
 #    ResNet-56 -> ResNet-20 (45 flow items and 45 discriminators: many small kernels).
 #
-# Writes benchmarks/results/gpu_check.md (the report), gpu_check_tests.txt and bench_train_gpu.txt.
+# Writes benchmarks/results/gpu_check.md (the report), gpu_check_tests.txt and bench_train_gpu.txt;
+# with GPU_CHECK_KEEP=DIR it also keeps the executed chapter and its log there. The report names
+# the commit from git, or from $GIT_COMMIT where the copy has no git (a machine that got the files
+# without the repository).
 # Installs nothing (GPU machines may be offline): needs torch, pytest, and nbconvert for step 2.
+# With pytest-timeout installed, a test that hangs (NCCL, say) fails after 120 s and the rest run.
 # Exit status: that of the tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +33,9 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 
 fi
 
 echo "== 1/3 GPU tests"
-timeout 200 python -m pytest -m gpu tests/test_gpu.py -q -rA -p no:cacheprovider --durations=5 \
+per_test=()
+python -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 120)
+timeout 230 python -m pytest -m gpu tests/test_gpu.py -v -rA -p no:cacheprovider --durations=5 "${per_test[@]}" \
   > "$OUT/gpu_check_tests.txt" 2>&1
 tests_rc=$?
 tail -5 "$OUT/gpu_check_tests.txt"
@@ -61,6 +67,11 @@ else
   echo "nbconvert or ipykernel is not installed" > "$WORK/chapter.log"
 fi
 chapter_s=$(( $(date +%s) - chapter_start ))
+if [ -n "${GPU_CHECK_KEEP:-}" ]; then
+  mkdir -p "$GPU_CHECK_KEEP"
+  cp "$WORK/chapter.log" "$GPU_CHECK_KEEP/gpu_check_chapter2.log"
+  [ -f "$WORK/chapter.ipynb" ] && cp "$WORK/chapter.ipynb" "$GPU_CHECK_KEEP/gpu_check_chapter2.ipynb"
+fi
 echo "chapter: exit $chapter_rc in $chapter_s s"
 
 echo "== 3/3 bench_train on the GPU"
@@ -73,6 +84,7 @@ python - "$OUT" "$WORK" "$tests_rc" "$chapter_rc" "$chapter_s" "$bench_rc" "$(( 
 """Write the report from the three steps' outputs."""
 import datetime
 import json
+import os
 import re
 import subprocess
 import sys
@@ -83,13 +95,23 @@ import torch
 out, work = Path(sys.argv[1]), Path(sys.argv[2])
 tests_rc, chapter_rc, chapter_s, bench_rc, total_s = (int(v) for v in sys.argv[3:8])
 note = sys.argv[8]
-git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+    except OSError:  # no git on this machine
+        return ""
+
+
+commit, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
+if not commit:
+    commit, dirty = os.environ.get("GIT_COMMIT", "?"), os.environ.get("GIT_DIRTY", "")
 p = torch.cuda.get_device_properties(0)
 lines = [
     "# GPU check",
     "",
-    f"Run by `scripts/gpu_check.sh` on {datetime.date.today()} at commit {git or '?'}"
+    f"Run by `scripts/gpu_check.sh` on {datetime.date.today()} at commit {commit}"
     + (" (with uncommitted changes)" if dirty else "") + f", in {total_s} s.",
     "",
     f"- GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}; "
