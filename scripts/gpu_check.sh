@@ -13,7 +13,7 @@
 #    ResNet-56 -> ResNet-20 (45 flow items and 45 discriminators: many small kernels).
 #
 # Writes benchmarks/results/gpu_check.md (the report), gpu_check_tests.txt and bench_train_gpu.txt;
-# with GPU_CHECK_KEEP=DIR it also keeps the executed chapter and its log there. The report names
+# (GPU_CHECK_OUT=DIR writes them there instead); with GPU_CHECK_KEEP=DIR it also keeps the executed chapter and its log there. The report names
 # the commit from git, or from $GIT_COMMIT where the copy has no git (a machine that got the files
 # without the repository).
 # Installs nothing (GPU machines may be offline): needs torch, pytest, and nbconvert for step 2.
@@ -21,7 +21,7 @@
 # Exit status: that of the tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=benchmarks/results
+OUT=${GPU_CHECK_OUT:-benchmarks/results}  # where the report goes
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
