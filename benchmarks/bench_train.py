@@ -8,6 +8,14 @@ about the mean of a step with and one without it).
 The target for the full objective (``adv-dense``) is at most 1.25x a ``kd`` step. Extra
 ``adv-dense`` rows time other discriminator sizes (``--d-variants``) side by side.
 
+Beside the times, each method's floating-point operations per step (convolutions and matrix
+products) and the number of ATen operations it dispatches per step (every kernel PyTorch runs,
+forward, backward and optimiser). On a GPU these small networks are bound by the second, not the
+first: on an H200 a step took 15 to 25 microseconds per operation whatever the method
+(``results/gpu_check.md``), so the operation count, which any machine can measure, predicts a
+method's GPU step time where its FLOPs do not. (On a CPU the optimisers update one tensor at a
+time, so their share of the count is larger there than on a GPU, where they update all at once.)
+
     python benchmarks/bench_train.py [--batch 128] [--rounds 8] [--pairs 26:8 56:20]
 """
 
@@ -32,15 +40,17 @@ DEFAULT_D_HIDDEN = TrainConfig().d_hidden  # what every method uses unless told 
 class CountFlops(TorchDispatchMode):
     """FLOPs of the convolutions and matrix products run inside it, by PyTorch's own formulas
     (those of ``FlopCounterMode``, whose module tracking cannot follow the ``autograd.grad`` of
-    the R1 penalty)."""
+    the R1 penalty), and the number of ATen operations dispatched (``ops``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.total = 0
+        self.ops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        self.ops += 1
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
@@ -122,20 +132,23 @@ def main() -> None:
                 if k > 0:  # the first step warms up
                     times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
-        flops = {}
+        flops, ops = {}, {}
         for m, (run, flags) in runs.items():  # more steps, counted instead of timed: as many as
             n = run.cfg.d_every  # one discriminator step takes, so each counts its share of it
             with CountFlops() as counter:
                 for j in range(n):
                     run.train_step(*batches[j % len(batches)], flags)
-            flops[m] = counter.total / n
+            flops[m], ops[m] = counter.total / n, counter.ops / n
         print(f"\nResNet-{t_depth} -> ResNet-{s_depth}")
-        print(f"{'method':<19} {'ms/step':>8} {'/scratch':>9} {'/kd':>6} {'GFLOP':>7} {'FLOP /kd':>9}")
+        print(f"{'method':<19} {'ms/step':>8} {'/scratch':>9} {'/kd':>6} {'GFLOP':>7} {'FLOP /kd':>9} {'ops':>6} "
+              f"{'us/op':>6}")  # fmt: skip
         for m, v in med.items():
             kd = f"{v / med['kd']:>5.2f}x" if "kd" in med else "   -"
             sc = f"{v / med['scratch']:>8.2f}x" if "scratch" in med else "       -"
             fl = f"{flops[m] / flops['kd']:>8.2f}x" if "kd" in flops else "       -"
-            print(f"{m:<19} {v * 1e3:>8.1f} {sc} {kd} {flops[m] / 1e9:>7.1f} {fl}")
+            print(
+                f"{m:<19} {v * 1e3:>8.1f} {sc} {kd} {flops[m] / 1e9:>7.1f} {fl} {ops[m]:>6.0f} {v * 1e6 / ops[m]:>6.1f}"
+            )
 
 
 if __name__ == "__main__":

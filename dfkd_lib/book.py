@@ -29,10 +29,11 @@ is built, or, where myst-nb is not installed (Colab), one that shows every glued
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "PROFILES",
     "estimate_seconds",
     "device_throughput",
+    "gpu_step_overhead",
     "profile_run_seconds",
     "TEACHER_NAME",
     "REPOSITORY_URL",
@@ -65,7 +67,8 @@ TEACHER_NAME = "resnet26_cifar10"  # the pretrained teacher every chapter uses
 #: Knobs of each profile. ``quick``: each chapter runs in about 3 minutes on a 2-core CPU with
 #: the real CIFAR-10. ``gpu`` (the default on a GPU): the CPU protocol's schedule, 15 epochs of
 #: all 351 batches of the 45k training images, one seed; by :func:`estimate_seconds`, a run takes
-#: a minute or two on a T4 (:func:`profile_run_seconds`) and a chapter a few runs. ``full``:
+#: one to five minutes on a T4 (:func:`profile_run_seconds`; the adversarial methods longest) and
+#: a chapter a few runs. ``full``:
 #: paper scale, only when asked for (Yim et al. trained 64k iterations at batch 128: 182 epochs,
 #: as in ``recipes/``; three seeds for every reported number): hours per chapter.
 _KNOBS: dict[str, dict[str, Any]] = {
@@ -87,9 +90,15 @@ GPU_FP32_PEAK = {"T4": 8.1e12, "L4": 30.3e12, "A10": 31.2e12, "V100": 15.7e12, "
 #: maps are too small to fill a GPU (so mixed precision, whose tensor-core peak is 8x higher on a
 #: T4, is counted as float32).
 GPU_EFFICIENCY = 0.25
-#: Time per training step on a GPU that does not shrink with the FLOPs: launching the few hundred
-#: small kernels of a step (flows and discriminators add many) and the Python around them.
-GPU_STEP_OVERHEAD_S = 0.005
+#: Milliseconds per training step measured on an H200 (``benchmarks/bench_train.py --device cuda``,
+#: run by ``scripts/gpu_check.sh``: ResNet-26 -> ResNet-8, batch 128, bfloat16 autocast; see
+#: ``benchmarks/results/gpu_check.md``). Networks this small keep a GPU waiting for the processor
+#: that launches their kernels: a step took 15 to 25 microseconds per ATen operation, whatever its
+#: arithmetic, and the discriminators' many small operations (three MLP layers per flow item, run
+#: on real and fake flows, spectral norm, the R1 penalty) make an ``adv-dense`` step four times
+#: as long as a ``kd`` step for 1.06 times its FLOPs.
+GPU_STEP_MS_H200 = {"scratch": 6.7, "kd": 10.7, "at": 12.4, "fsp": 12.5, "dense": 16.2, "kd-dense": 16.9,
+                    "adv": 44.2, "adv-dense": 44.6, "kd-adv-dense": 42.9}  # fmt: skip
 #: Step time of a method beyond its FLOPs, relative to ``kd`` (measured on the CPU,
 #: ``benchmarks/results/bench_train_cpu.txt``: the flow items and discriminators are small kernels).
 METHOD_OVERHEAD = {"adv-dense": 1.25, "adv": 1.25, "dense": 1.13, "fsp": 1.15}
@@ -102,14 +111,54 @@ def forward_flops(model: torch.nn.Module) -> float:
     return 2.0 * count_macs(model)
 
 
-def device_throughput(device: torch.device) -> tuple[float, float, str]:
-    """Effective FLOP/s and per-step overhead (s) of ``device`` for :func:`estimate_seconds`, and its name."""
+def _table_value(table: dict[str, float], method: str, default: float) -> float:
+    """``table[method]``; a method not in the table (say a new combination) counts as the longest
+    entry whose name it contains, else as ``default``."""
+    if method in table:
+        return table[method]
+    inside = [k for k in table if k in method]
+    return table[max(inside, key=len)] if inside else default
+
+
+def gpu_step_overhead(method: str) -> float:
+    """Seconds per training step of ``method`` on a GPU that do not shrink with its arithmetic:
+    the H200's measured step (:data:`GPU_STEP_MS_H200`) less the time :func:`estimate_seconds`
+    counts for the step's FLOPs there, so that the rule gives the measured step on an H200 and
+    adds only arithmetic on a slower GPU. Measured for ResNet-26 -> ResNet-8, what every chapter
+    trains; deeper networks launch more kernels (ResNet-56 -> ResNet-20 took 2 to 5 times as long
+    a step on the H200), and a slower processor launches them more slowly.
+
+    >>> round(gpu_step_overhead("kd") * 1e3, 1), round(gpu_step_overhead("adv-dense") * 1e3, 1)
+    (9.3, 42.9)
+    """
+    student, teacher = _book_pair_flops()
+    h200 = GPU_EFFICIENCY * GPU_FP32_PEAK["H200"]
+    arithmetic = estimate_seconds(method, 1, 128, student, 0.0 if method == "scratch" else teacher, 0, h200)
+    return max(0.0, _table_value(GPU_STEP_MS_H200, method, GPU_STEP_MS_H200["kd"]) / 1e3 - arithmetic)
+
+
+@functools.cache
+def _book_pair_flops() -> tuple[float, float]:
+    """Forward FLOPs per image of the book's student (ResNet-8) and teacher (ResNet-26)."""
+    from .models import cifar_resnet
+
+    return forward_flops(cifar_resnet(8)), forward_flops(cifar_resnet(26))
+
+
+def _no_overhead(method: str) -> float:
+    return 0.0
+
+
+def device_throughput(device: torch.device) -> tuple[float, Callable[[str], float], str]:
+    """For :func:`estimate_seconds`: the effective FLOP/s of ``device``, a function from a method's
+    name to the seconds each of its steps adds there (:func:`gpu_step_overhead` on a GPU, none on
+    a CPU, where the arithmetic dominates), and the device's name."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         peak = next((v for k, v in GPU_FP32_PEAK.items() if k in name), GPU_FP32_PEAK["T4"])
-        return GPU_EFFICIENCY * peak, GPU_STEP_OVERHEAD_S, name
+        return GPU_EFFICIENCY * peak, gpu_step_overhead, name
     threads = torch.get_num_threads()
-    return CPU_FLOPS_PER_THREAD * threads, 0.0, f"CPU, {threads} thread(s)"
+    return CPU_FLOPS_PER_THREAD * threads, _no_overhead, f"CPU, {threads} thread(s)"
 
 
 def estimate_seconds(
@@ -134,7 +183,7 @@ def estimate_seconds(
     """
     per_image = 3 * student_flops + (teacher_flops if method != "scratch" else 0.0)
     # a method not in the table (say a new combination) counts as the first one whose name it contains
-    per_image *= METHOD_OVERHEAD.get(method, next((v for k, v in METHOD_OVERHEAD.items() if k in method), 1.0))
+    per_image *= _table_value(METHOD_OVERHEAD, method, 1.0)
     return steps * (batch_size * per_image / flops_per_s + step_overhead_s) + eval_images * student_flops / flops_per_s
 
 
@@ -158,7 +207,7 @@ def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> f
     cfg = config_for(method, epochs=knobs["epochs"], max_train_batches=knobs["max_train_batches"])
     teacher = 0.0 if method == "scratch" else forward_flops(cifar_resnet(26))
     seconds, _, _ = _run_seconds(cfg, 45_000, 5_000 + (knobs["eval_size"] or 10_000), forward_flops(cifar_resnet(8)),
-                                 teacher, GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], GPU_STEP_OVERHEAD_S)  # fmt: skip
+                                 teacher, GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], gpu_step_overhead(method))  # fmt: skip
     return seconds
 
 
@@ -492,7 +541,7 @@ class Chapter:
             teacher = forward_flops(self.teacher()) if cfg.method != "scratch" else 0.0
             student = forward_flops(model_from_name(cfg.student))
             seconds, epochs, batches = _run_seconds(cfg, train_images, eval_images, student, teacher, flops_per_s,
-                                                    overhead)  # fmt: skip
+                                                    overhead(cfg.method))  # fmt: skip
             total += seconds
             names.append(f"{cfg.method} ({epochs} epochs x {batches} batches)")
         total *= repeat

@@ -31,9 +31,12 @@ def test_bench_train_times_every_method_with_its_terms_on():
     rows = {line[:19].strip(): line[19:].split() for line in text.splitlines()[4:] if line.strip()}
     assert set(rows) == set(METHODS) | {"adv-dense D256,128"}
     assert rows["kd"][2] == "1.00x" and rows["scratch"][1] == "1.00x"
-    flops = {m: float(r[-1].rstrip("x")) for m, r in rows.items()}  # FLOPs over kd's
+    flops = {m: float(r[4].rstrip("x")) for m, r in rows.items()}  # FLOPs over kd's
     # each term adds operations: a flow-less dense step would count as many FLOPs as kd's
     assert flops["scratch"] < flops["kd"] < flops["dense"] < flops["adv-dense"] < flops["adv-dense D256,128"]
+    ops = {m: float(r[5]) for m, r in rows.items()}  # ATen operations dispatched per step
+    assert ops["scratch"] < ops["kd"] < ops["dense"] < ops["adv-dense"]
+    assert ops["adv-dense D256,128"] == ops["adv-dense"]  # wider discriminators, the same operations
 
 
 @pytest.mark.parametrize(

@@ -144,19 +144,38 @@ def test_profile_run_seconds_is_the_rule_on_the_profile_s_run():
     fsp's flow-only stage comes on top of its epochs; quick is 3 epochs of 40 batches and 2,000 test images."""
     s, t = 2 * count_macs(cifar_resnet(8)), 2 * count_macs(cifar_resnet(26))
     t4 = book.GPU_EFFICIENCY * book.GPU_FP32_PEAK["T4"]
-    kd = book.estimate_seconds("kd", 15 * 351, 128, s, t, 15 * 15_000, t4, book.GPU_STEP_OVERHEAD_S)
+    kd = book.estimate_seconds("kd", 15 * 351, 128, s, t, 15 * 15_000, t4, book.gpu_step_overhead("kd"))
     assert book.profile_run_seconds("kd") == pytest.approx(kd)
     epochs = config_for("fsp", epochs=15).total_epochs
     assert epochs > 15
-    fsp = book.estimate_seconds("fsp", epochs * 351, 128, s, t, epochs * 15_000, t4, book.GPU_STEP_OVERHEAD_S)
+    fsp = book.estimate_seconds("fsp", epochs * 351, 128, s, t, epochs * 15_000, t4, book.gpu_step_overhead("fsp"))
     assert book.profile_run_seconds("fsp") == pytest.approx(fsp)
-    quick = book.estimate_seconds("scratch", 3 * 40, 128, s, 0.0, 3 * 7_000, t4, book.GPU_STEP_OVERHEAD_S)
+    quick = book.estimate_seconds("scratch", 3 * 40, 128, s, 0.0, 3 * 7_000, t4, book.gpu_step_overhead("scratch"))
     assert book.profile_run_seconds("scratch", "quick") == pytest.approx(quick)
     assert book.profile_run_seconds("kd", gpu="A100") < book.profile_run_seconds("kd")
     with pytest.raises(ValueError, match="profile"):
         book.profile_run_seconds("kd", "slow")
     with pytest.raises(ValueError, match="GPU"):
         book.profile_run_seconds("kd", gpu="K80")
+
+
+def test_the_gpu_rule_gives_the_h200_s_measured_steps_and_adds_arithmetic_on_a_t4():
+    """On an H200 one step of each method takes what it measured (GPU_STEP_MS_H200); a T4 adds only
+    the time of the step's FLOPs at its lower peak; a CPU adds nothing per step. A new combination
+    counts as the longest measured method its name contains."""
+    s, t = 2 * count_macs(cifar_resnet(8)), 2 * count_macs(cifar_resnet(26))
+    h200, t4 = (book.GPU_EFFICIENCY * book.GPU_FP32_PEAK[g] for g in ("H200", "T4"))
+    for method, ms in book.GPU_STEP_MS_H200.items():
+        teacher = 0.0 if method == "scratch" else t
+        step = book.estimate_seconds(method, 1, 128, s, teacher, 0, h200, book.gpu_step_overhead(method))
+        assert step * 1e3 == pytest.approx(ms)
+        slower = book.estimate_seconds(method, 1, 128, s, teacher, 0, t4, book.gpu_step_overhead(method))
+        assert slower - step == pytest.approx(book.estimate_seconds(method, 1, 128, s, teacher, 0, t4)
+                                              - book.estimate_seconds(method, 1, 128, s, teacher, 0, h200))  # fmt: skip
+    assert book.gpu_step_overhead("kd-adv-dense-v3") == book.gpu_step_overhead("kd-adv-dense")
+    assert book.gpu_step_overhead("adv-dense") > 4 * book.gpu_step_overhead("kd")  # launch-bound discriminators
+    _, overhead, _ = book.device_throughput(torch.device("cpu"))
+    assert overhead("adv-dense") == 0.0
 
 
 def test_student_loads_the_shipped_one_and_trains_one_when_none_is_or_when_asked(monkeypatch, tmp_path):
