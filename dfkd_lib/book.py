@@ -272,7 +272,8 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
     Without myst-nb (a chapter opened in Colab, whose prose cannot be filled in from the run) the
     value is shown in the cell's output instead, also when ``display`` is false: the Colab
     editions of the chapters (``colab/``) refer to these outputs for numbers they do not hold.
-    Rich values (Markdown tables, figures) are displayed; others are printed as ``name: value``.
+    Rich values (Markdown tables, figures) are displayed; others are printed as ``name: value``,
+    a float to 4 significant digits (the prose formats its own, say ``:.1f``).
     """
     try:
         from myst_nb import glue as _glue
@@ -281,6 +282,8 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
 
         if display or hasattr(variable, "_repr_markdown_") or hasattr(variable, "savefig"):
             _display(variable)
+        elif isinstance(variable, float | np.floating):
+            print(f"{name}: {variable:.4g}")
         else:
             print(f"{name}: {variable}")
         return

@@ -67,7 +67,9 @@ def test_glue_without_myst_nb_shows_every_value(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import fails, as in Colab
     book.glue("hidden", 1.5, display=False)
     book.glue("shown", "a value")
-    assert capsys.readouterr().out == "hidden: 1.5\na value\n"
+    book.glue("accuracy", 9.179999351501465, display=False)  # a float32 read back: 4 digits
+    book.glue("count", 5265, display=False)
+    assert capsys.readouterr().out == "hidden: 1.5\na value\naccuracy: 9.18\ncount: 5265\n"
 
 
 def test_chapters_import_nothing_that_colab_lacks():
