@@ -27,6 +27,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -702,7 +703,15 @@ class Run:
         self.scaler.scale(sum(terms.values())).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.sched.step()
+        if not self.scaler.is_enabled():
+            self.sched.step()
+            return
+        # float16: the scaler skips a step whose gradients overflowed (often the first, while it
+        # finds its scale) and the schedule advances all the same, as intended; PyTorch's warning
+        # that the scheduler stepped before the optimiser would only puzzle a reader
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.sched.step()
 
     def train_step(self, x: Tensor, y: Tensor, flags: dict[str, bool]) -> tuple[dict[str, Tensor], Tensor]:
         """One optimisation step on a batch: a discriminator step first when there is an
