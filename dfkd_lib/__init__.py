@@ -3,7 +3,8 @@
 Modules: :mod:`~dfkd_lib.models` (CIFAR ResNets with taps), :mod:`~dfkd_lib.flow` (FSP and dense
 flow), :mod:`~dfkd_lib.discriminators`, :mod:`~dfkd_lib.losses`, :mod:`~dfkd_lib.data`,
 :mod:`~dfkd_lib.methods` (every method in one place), :mod:`~dfkd_lib.train` (the engine), :mod:`~dfkd_lib.checkpoint`,
-:mod:`~dfkd_lib.pretrained` and :mod:`~dfkd_lib.plots`.
+:mod:`~dfkd_lib.pretrained`, :mod:`~dfkd_lib.plots`, and for the book :mod:`~dfkd_lib.report`,
+:mod:`~dfkd_lib.protocols` and :mod:`~dfkd_lib.book`.
 """
 
 from .checkpoint import load_model, save_model

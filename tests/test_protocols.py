@@ -1,0 +1,80 @@
+"""The protocols' settings as their scripts give them, and which logs count as their runs."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dfkd_lib import protocols
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = ("epochs", "seeds", "teacher", "recipe", "probe", "specs")
+
+
+def test_script_value_reads_defaults_and_plain_values_and_skips_comments():
+    text = '# EPOCHS=99\nEPOCHS=${EPOCHS:-15}\nSEEDS=${SEEDS:-"0 1 2"}\nOUT=results/cpu60 PROBE=1 \\\n'
+    assert protocols.script_value("EPOCHS", text) == "15"
+    assert protocols.script_value("SEEDS", text) == "0 1 2"
+    assert protocols.script_value("PROBE", text) == "1"
+    assert protocols.script_value("OUT", text) == "results/cpu60"
+    assert protocols.script_value("TEACHER", text) is None
+
+
+@pytest.mark.parametrize("name", list(protocols.PROTOCOLS))
+def test_the_copies_of_the_scripts_settings_match_the_scripts(name, tmp_path):
+    """Without the scripts (a package built without them) the settings come from SCRIPT_COPIES."""
+    real, copy = protocols.read(name, ROOT), protocols.read(name, tmp_path)
+    assert {k: getattr(real, k) for k in SETTINGS} == {k: getattr(copy, k) for k in SETTINGS}
+    assert real.source.startswith("`scripts/") and "copy" in copy.source
+    assert real.n_total == 30 and real.folder == ROOT / protocols.PROTOCOLS[name][1]
+
+
+def test_the_60_epoch_protocol_is_what_its_script_says():
+    p = protocols.read("60-epoch protocol", ROOT)
+    assert (p.epochs, p.seeds, p.teacher, p.recipe, p.probe) == (60, [0, 1, 2], "resnet26_cifar10_e80", 2, True)
+    assert ("kd-adv-dense", 0.1) in p.specs and ("at", 1.0) not in p.specs
+
+
+@pytest.mark.parametrize("name", list(protocols.PROTOCOLS))
+def test_every_committed_log_in_a_protocol_s_folder_counts_as_its_run(name):
+    """The committed logs were all made by the protocols' scripts (the 15-epoch fsp by the first
+    engine, with its flow-only stage inside the epochs)."""
+    p = protocols.load(name, ROOT)
+    if not p.folder.is_dir():
+        pytest.skip("no logs of this protocol in this checkout")
+    assert p.runs and not p.other_runs
+    assert p.n_complete == len({(r.method, r.labelled_fraction, r.seed) for r in p.runs if r.complete})
+    assert {g.method for g in p.groups} <= {m for m, _ in p.specs}
+
+
+def test_a_log_with_other_settings_is_kept_apart():
+    p = protocols.load("60-epoch protocol", ROOT)
+    if not p.runs:
+        pytest.skip("no 60-epoch logs in this checkout")
+    run = next(r for r in p.runs if r.method == "kd")
+    assert p.accepts(run)
+    assert not p.accepts(dataclasses.replace(run, options={**run.options, "lr": 0.05}))
+    assert not p.accepts(dataclasses.replace(run, method="at"))  # not one of the protocol's runs
+    assert not p.accepts(dataclasses.replace(run, labelled_fraction=0.5))
+
+
+def test_fsp_logs_of_the_first_engine_count_and_only_with_the_default_stage_length():
+    p15 = protocols.load("15-epoch protocol", ROOT)
+    fsp = [r for r in p15.runs if r.method == "fsp"]
+    if not fsp:
+        pytest.skip("no 15-epoch fsp logs in this checkout")
+    legacy = fsp[0]
+    assert "stage1_lr" not in legacy.options  # the first engine did not log it
+    assert p15.accepts(legacy)
+    assert p15.accepts(dataclasses.replace(legacy, options={**legacy.options, "stage1_epochs": 15 // 3}))
+    assert not p15.accepts(dataclasses.replace(legacy, options={**legacy.options, "stage1_epochs": 7}))
+
+
+def test_an_unknown_protocol_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown protocol 'cpu30'"):
+        protocols.read("cpu30", ROOT)
+
+
+def test_a_missing_folder_gives_a_protocol_without_runs(tmp_path):
+    p = protocols.load("60-epoch protocol", ROOT, folder=tmp_path / "none")
+    assert p.runs == [] and p.groups == [] and p.n_complete == 0 and p.n_total == 30
