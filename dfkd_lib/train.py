@@ -869,6 +869,10 @@ def _environment(device: torch.device, world: int) -> dict[str, Any]:
                            "device": str(device), "world_size": world, "threads": torch.get_num_threads()}  # fmt: skip
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+    # the processor and the vector instructions PyTorch's CPU kernels use: runs with the same seed
+    # and code can differ in rounding, and so diverge, between processors of different capability
+    env["cpu"] = _cpu_model()
+    env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     try:
         here = Path(__file__).resolve().parent
         git = ["git", "-C", str(here)]
@@ -879,6 +883,19 @@ def _environment(device: torch.device, world: int) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass  # installed from a wheel, or no git
     return env
+
+
+def _cpu_model() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what the platform module says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 _LEGENDS_SHOWN: set[str] = set()  # legends this process has printed (a notebook trains many runs)

@@ -67,6 +67,7 @@ def test_every_method_runs_and_logs(method, teacher_file, tmp_path):
     env = data["environment"]
     assert env["device"] == "cpu" and env["world_size"] == 1 and env["torch"] == torch.__version__
     assert env["threads"] == torch.get_num_threads()
+    assert env["cpu"] and env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_teacher_stays_frozen(teacher_file):
