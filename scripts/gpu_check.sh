@@ -10,9 +10,11 @@
 #    time beside the time it took. CIFAR-10 from $DFKD_DATA or data/; without a copy, a generated
 #    stand-in of CIFAR-10's size (timing is what this step measures; its accuracies mean nothing);
 # 3. benchmarks/bench_train.py on the GPU: time per step of every method, ResNet-26 -> ResNet-8 and
-#    ResNet-56 -> ResNet-20 (45 flow items and 45 discriminators: many small kernels).
+#    ResNet-56 -> ResNet-20 (45 flow items and 45 discriminators: many small kernels), and
+#    benchmarks/bench_disc.py: the engine's discriminator step against one with fewer operations.
 #
-# Writes benchmarks/results/gpu_check.md (the report), gpu_check_tests.txt and bench_train_gpu.txt;
+# Writes benchmarks/results/gpu_check.md (the report), gpu_check_tests.txt, bench_train_gpu.txt and
+# bench_disc_gpu.txt;
 # (GPU_CHECK_OUT=DIR writes them there instead); with GPU_CHECK_KEEP=DIR it also keeps the executed chapter and its log there. The report names
 # the commit from git, or from $GIT_COMMIT where the copy has no git (a machine that got the files
 # without the repository).
@@ -74,13 +76,16 @@ if [ -n "${GPU_CHECK_KEEP:-}" ]; then
 fi
 echo "chapter: exit $chapter_rc in $chapter_s s"
 
-echo "== 3/3 bench_train on the GPU"
+echo "== 3/3 bench_train and bench_disc on the GPU"
 timeout 90 python benchmarks/bench_train.py --device cuda --rounds 20 --pairs 26:8 56:20 \
   > "$OUT/bench_train_gpu.txt" 2>&1
 bench_rc=$?
 tail -3 "$OUT/bench_train_gpu.txt"
+timeout 60 python benchmarks/bench_disc.py --device cuda --rounds 20 > "$OUT/bench_disc_gpu.txt" 2>&1
+disc_rc=$?
+tail -3 "$OUT/bench_disc_gpu.txt"
 
-python - "$OUT" "$WORK" "$tests_rc" "$chapter_rc" "$chapter_s" "$bench_rc" "$(( $(date +%s) - start ))" "$chapter_note" <<'EOF'
+python - "$OUT" "$WORK" "$tests_rc" "$chapter_rc" "$chapter_s" "$bench_rc" "$(( $(date +%s) - start ))" "$chapter_note" "$disc_rc" <<'EOF'
 """Write the report from the three steps' outputs."""
 import datetime
 import json
@@ -94,7 +99,7 @@ import torch
 
 out, work = Path(sys.argv[1]), Path(sys.argv[2])
 tests_rc, chapter_rc, chapter_s, bench_rc, total_s = (int(v) for v in sys.argv[3:8])
-note = sys.argv[8]
+note, disc_rc = sys.argv[8], int(sys.argv[9])
 
 
 def git(*args: str) -> str:
@@ -150,6 +155,8 @@ else:
     lines += ["", "```", *(work / "chapter.log").read_text().splitlines()[-15:], "```"]
 lines += ["", "## 3. `benchmarks/bench_train.py --device cuda --rounds 20`", "", f"Exit status {bench_rc}.", "", "```"]
 lines += (out / "bench_train_gpu.txt").read_text().splitlines()[-40:] + ["```", ""]
+lines += ["## 4. `benchmarks/bench_disc.py --device cuda --rounds 20`", "", f"Exit status {disc_rc}.", "", "```"]
+lines += (out / "bench_disc_gpu.txt").read_text().splitlines()[-12:] + ["```", ""]
 (out / "gpu_check.md").write_text("\n".join(lines))
 print(f"report: {out / 'gpu_check.md'}")
 EOF
