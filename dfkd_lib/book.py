@@ -113,11 +113,11 @@ def forward_flops(model: torch.nn.Module) -> float:
 
 def _table_value(table: dict[str, float], method: str, default: float) -> float:
     """``table[method]``; a method not in the table (say a new combination) counts as the longest
-    entry whose name it contains, else as ``default``."""
+    entry whose name it contains (of equally long ones, the largest value), else as ``default``."""
     if method in table:
         return table[method]
     inside = [k for k in table if k in method]
-    return table[max(inside, key=len)] if inside else default
+    return table[max(inside, key=lambda k: (len(k), table[k]))] if inside else default
 
 
 def gpu_step_overhead(method: str) -> float:
@@ -125,15 +125,17 @@ def gpu_step_overhead(method: str) -> float:
     the H200's measured step (:data:`GPU_STEP_MS_H200`) less the time :func:`estimate_seconds`
     counts for the step's FLOPs there, so that the rule gives the measured step on an H200 and
     adds only arithmetic on a slower GPU. Measured for ResNet-26 -> ResNet-8, what every chapter
-    trains; deeper networks launch more kernels (ResNet-56 -> ResNet-20 took 2 to 5 times as long
-    a step on the H200), and a slower processor launches them more slowly.
+    trains; deeper networks launch more kernels (ResNet-56 -> ResNet-20 took 1.7 to 5.5 times as
+    long a step on the H200), and a slower processor launches them more slowly.
 
     >>> round(gpu_step_overhead("kd") * 1e3, 1), round(gpu_step_overhead("adv-dense") * 1e3, 1)
-    (9.3, 42.9)
+    (9.3, 43.2)
     """
     student, teacher = _book_pair_flops()
     h200 = GPU_EFFICIENCY * GPU_FP32_PEAK["H200"]
-    arithmetic = estimate_seconds(method, 1, 128, student, 0.0 if method == "scratch" else teacher, 0, h200)
+    arithmetic = estimate_seconds(
+        method, 1, 128, student, 0.0 if method == "scratch" else teacher, 0, h200, on_gpu=True
+    )
     return max(0.0, _table_value(GPU_STEP_MS_H200, method, GPU_STEP_MS_H200["kd"]) / 1e3 - arithmetic)
 
 
@@ -170,20 +172,22 @@ def estimate_seconds(
     eval_images: int,
     flops_per_s: float,
     step_overhead_s: float = 0.0,
+    on_gpu: bool = False,
 ) -> float:
     """The time of a training run by the book's rule of thumb.
 
     Each training image costs 3 forward passes of the student (forward and backward) and, for a
-    method with a teacher, one of the teacher; a method with flows or discriminators costs
-    :data:`METHOD_OVERHEAD` times that; each step adds ``step_overhead_s``; every evaluated image
-    costs one forward pass of the student. All of it at ``flops_per_s`` (:func:`device_throughput`).
+    method with a teacher, one of the teacher; on a CPU a method with flows or discriminators costs
+    :data:`METHOD_OVERHEAD` times that (their small kernels); each step adds ``step_overhead_s``
+    (on a GPU, :func:`gpu_step_overhead`, which holds those small kernels already); every evaluated
+    image costs one forward pass of the student. All of it at ``flops_per_s`` (:func:`device_throughput`).
 
     >>> round(estimate_seconds("kd", 351 * 15, 128, 24.5e6, 109.4e6, 15 * 15000, 2e12, 0.005))
     91
     """
     per_image = 3 * student_flops + (teacher_flops if method != "scratch" else 0.0)
-    # a method not in the table (say a new combination) counts as the first one whose name it contains
-    per_image *= _table_value(METHOD_OVERHEAD, method, 1.0)
+    if not on_gpu:
+        per_image *= _table_value(METHOD_OVERHEAD, method, 1.0)
     return steps * (batch_size * per_image / flops_per_s + step_overhead_s) + eval_images * student_flops / flops_per_s
 
 
@@ -207,13 +211,14 @@ def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> f
     cfg = config_for(method, epochs=knobs["epochs"], max_train_batches=knobs["max_train_batches"])
     teacher = 0.0 if method == "scratch" else forward_flops(cifar_resnet(26))
     seconds, _, _ = _run_seconds(cfg, 45_000, 5_000 + (knobs["eval_size"] or 10_000), forward_flops(cifar_resnet(8)),
-                                 teacher, GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], gpu_step_overhead(method))  # fmt: skip
+                                 teacher, GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], gpu_step_overhead(method),
+                                 on_gpu=True)  # fmt: skip
     return seconds
 
 
 def _run_seconds(
     cfg: TrainConfig, train_images: int, eval_images: int, student_flops: float, teacher_flops: float,
-    flops_per_s: float, step_overhead_s: float,
+    flops_per_s: float, step_overhead_s: float, on_gpu: bool = False,
 ) -> tuple[float, int, int]:  # fmt: skip
     """:func:`estimate_seconds` for the run ``cfg`` describes, and its epochs and batches per epoch:
     its batches of ``train_images`` (capped by ``max_train_batches``), every epoch it trains (a
@@ -223,7 +228,7 @@ def _run_seconds(
         batches = min(batches, cfg.max_train_batches)
     epochs = cfg.total_epochs
     seconds = estimate_seconds(cfg.method, epochs * batches, cfg.batch_size, student_flops, teacher_flops,
-                               epochs * eval_images, flops_per_s, step_overhead_s)  # fmt: skip
+                               epochs * eval_images, flops_per_s, step_overhead_s, on_gpu)  # fmt: skip
     return seconds, epochs, batches
 
 
@@ -272,8 +277,9 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
     Without myst-nb (a chapter opened in Colab, whose prose cannot be filled in from the run) the
     value is shown in the cell's output instead, also when ``display`` is false: the Colab
     editions of the chapters (``colab/``) refer to these outputs for numbers they do not hold.
-    Rich values (Markdown tables, figures) are displayed; others are printed as ``name: value``,
-    a float to 4 significant digits (the prose formats its own, say ``:.1f``).
+    Rich values (Markdown tables, figures) are displayed, and so is any value glued with
+    ``display=True``; others are printed as ``name: value``, a float to 4 significant digits (the
+    prose formats its own, say ``:.1f``).
     """
     try:
         from myst_nb import glue as _glue
@@ -282,8 +288,8 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
 
         if display or hasattr(variable, "_repr_markdown_") or hasattr(variable, "savefig"):
             _display(variable)
-        elif isinstance(variable, float | np.floating):
-            print(f"{name}: {variable:.4g}")
+        elif isinstance(variable, float | np.floating):  # 4 significant digits, never 1.235e+04
+            print(f"{name}: {variable:.4g}" if abs(variable) < 1e4 else f"{name}: {variable:.0f}")
         else:
             print(f"{name}: {variable}")
         return
@@ -544,7 +550,7 @@ class Chapter:
             teacher = forward_flops(self.teacher()) if cfg.method != "scratch" else 0.0
             student = forward_flops(model_from_name(cfg.student))
             seconds, epochs, batches = _run_seconds(cfg, train_images, eval_images, student, teacher, flops_per_s,
-                                                    overhead(cfg.method))  # fmt: skip
+                                                    overhead(cfg.method), self.device.type == "cuda")  # fmt: skip
             total += seconds
             names.append(f"{cfg.method} ({epochs} epochs x {batches} batches)")
         total *= repeat

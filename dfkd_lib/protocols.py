@@ -9,8 +9,8 @@ teacher and version of the recipes, run by a script into one folder of run logs:
 
 :func:`load` reads a protocol's settings from its scripts and the logs in its folder, and keeps
 only the logs a run of the protocol would have written (:meth:`Protocol.accepts`): a log made
-with other settings in the same folder is kept apart, never averaged in. Chapter 7 and the
-preface read the results through it.
+with other settings in the same folder is kept apart, never averaged in. The preface and
+chapters 6 and 7 read the results through it.
 
     >>> p = load("60-epoch protocol")                                    # doctest: +SKIP
     >>> p.n_complete, p.n_total, [g.label for g in p.groups]             # doctest: +SKIP
@@ -119,14 +119,14 @@ class Protocol:
         return report.run_options(json.loads(json.dumps(dataclasses.asdict(cfg))))  # tuples as lists, as logged
 
     def accepts(self, run: RunSummary) -> bool:
-        """Whether ``run`` is one of the protocol's: one of its specs, with its network, data,
-        length and teacher and the method's recipe in the version the script runs (any seed).
+        """Whether ``run`` is one of the protocol's: one of its specs and seeds, with its network,
+        data, length and teacher and the method's recipe in the version the script runs.
 
         ``fsp`` runs of the first engine count with what that engine did: their flow-only stage
         inside the epochs at the same learning rate (logged without ``stage1_lr``), and its
         default length spelled out or not.
         """
-        if (run.method, run.labelled_fraction) not in self.specs:
+        if (run.method, run.labelled_fraction) not in self.specs or run.seed not in self.seeds:
             return False
         expected = self.options(run.method, run.labelled_fraction)
         if run.options.get("two_stage") and "stage1_lr" not in run.options:
