@@ -201,7 +201,6 @@ def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> f
     >>> profile_run_seconds("scratch") < profile_run_seconds("kd") < profile_run_seconds("adv-dense")
     True
     """
-    from .models import cifar_resnet
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
@@ -209,8 +208,9 @@ def profile_run_seconds(method: str, profile: str = "gpu", gpu: str = "T4") -> f
         raise ValueError(f"unknown GPU {gpu!r}; choose one of {sorted(GPU_FP32_PEAK)}")
     knobs = _KNOBS[profile]
     cfg = config_for(method, epochs=knobs["epochs"], max_train_batches=knobs["max_train_batches"])
-    teacher = 0.0 if method == "scratch" else forward_flops(cifar_resnet(26))
-    seconds, _, _ = _run_seconds(cfg, 45_000, 5_000 + (knobs["eval_size"] or 10_000), forward_flops(cifar_resnet(8)),
+    student, teacher = _book_pair_flops()
+    teacher = 0.0 if method == "scratch" else teacher
+    seconds, _, _ = _run_seconds(cfg, 45_000, 5_000 + (knobs["eval_size"] or 10_000), student,
                                  teacher, GPU_EFFICIENCY * GPU_FP32_PEAK[gpu], gpu_step_overhead(method),
                                  on_gpu=True)  # fmt: skip
     return seconds

@@ -703,12 +703,12 @@ class Run:
         self.scaler.scale(sum(terms.values())).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
-        if not self.scaler.is_enabled():
+        if not (self.scaler.is_enabled() and self.sched.last_epoch == 0):
             self.sched.step()
             return
-        # float16: the scaler skips a step whose gradients overflowed (often the first, while it
-        # finds its scale) and the schedule advances all the same, as intended; PyTorch's warning
-        # that the scheduler stepped before the optimiser would only puzzle a reader
+        # float16's first step: the scaler skips a step whose gradients overflowed (often the first,
+        # while it finds its scale) and the schedule advances all the same, as intended; PyTorch's
+        # warning (given only there) that the scheduler stepped before the optimiser would puzzle a reader
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
             self.sched.step()
