@@ -34,6 +34,7 @@ __all__ = [
     "comparisons",
     "Comparison",
     "QUESTIONS",
+    "FEW_LABEL_QUESTIONS",
     "make_report",
     "headline",
     "LEAD_METHODS",
@@ -316,6 +317,11 @@ QUESTIONS: tuple[tuple[str, str, str], ...] = (
     ("adv-dense", "scratch", "margin"),
     ("kd-adv-dense", "kd", "std"),
 )
+#: The semi-supervised question, as ``(method, other, kind, labelled fraction)``: with 10 % of the
+#: labels, does ``kd-adv-dense`` (flow and adversarial terms on every image, soft labels too) end
+#: above ``kd`` (soft labels on every image) by more than one standard deviation, that is, does flow
+#: knowledge use the unlabelled images better than soft labels alone? Asked where both have runs.
+FEW_LABEL_QUESTIONS: tuple[tuple[str, str, str, float], ...] = (("kd-adv-dense", "kd", "std", 0.1),)
 
 
 @dataclass(frozen=True)
@@ -378,18 +384,22 @@ class Comparison:
         return f"more than one std ({self.threshold:.2f})?"
 
     def line(self) -> str:
-        """The question and its answer in one line ("undecided" with fewer than two seeds a side)."""
+        """The question and its answer in one line ("undecided" with fewer than two seeds a side);
+        a labelled fraction below 1 is named after the two methods."""
         verdict = ("yes" if self.met else "no") if self.decided else "undecided (needs at least 2 seeds a side)"
+        fraction = self.mine.labelled_fraction
+        labels = f" with {fraction:.0%} of the labels" if fraction < 1 else ""
         return (
-            f"{self.method} - {self.other} = {self.diff:+.2f} points (last epoch, {self.mine.n} vs "
+            f"{self.method} - {self.other}{labels} = {self.diff:+.2f} points (last epoch, {self.mine.n} vs "
             f"{self.theirs.n} seeds); {self.question()} {verdict}"
         )
 
 
 def comparisons(groups: list[GroupSummary]) -> list[str]:
-    """:data:`QUESTIONS` answered in words (:meth:`Comparison.line`), within the first setting
-    that has adv-dense runs with all labels (else the first group's); kd-adv-dense's question only
-    where it has runs. A verdict needs at least two seeds a side."""
+    """:data:`QUESTIONS`, then :data:`FEW_LABEL_QUESTIONS`, answered in words
+    (:meth:`Comparison.line`), within the first setting that has adv-dense runs with all labels
+    (else the first group's); kd-adv-dense's questions only where it has runs, the semi-supervised
+    one only where both sides have. A verdict needs at least two seeds a side."""
     if not groups:
         return ["no complete runs yet."]
     full_settings = [g.setting for g in groups if g.method == "adv-dense" and g.labelled_fraction >= 1]
@@ -399,8 +409,9 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
         if g.setting == setting:
             by.setdefault((g.method, g.labelled_fraction), []).append(g)
 
-    def several(method: str) -> str:
-        return f"{method} was run with several settings ({'; '.join(g.label for g in by[(method, 1.0)])}): compare by hand."
+    def several(method: str, fraction: float = 1.0) -> str:
+        labels = "; ".join(g.label for g in by[(method, fraction)])
+        return f"{method} was run with several settings ({labels}): compare by hand."
 
     full = by.get(("adv-dense", 1.0))
     if full is None:
@@ -417,6 +428,14 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
             continue
         if len(gs) > 1 or len(mine) > 1:
             lines.append(several(other if len(gs) > 1 else method))
+            continue
+        lines.append(Comparison(method, other, kind, mine[0], gs[0]).line())
+    for method, other, kind, fraction in FEW_LABEL_QUESTIONS:
+        mine, gs = by.get((method, fraction)), by.get((other, fraction))
+        if mine is None or gs is None:
+            continue
+        if len(gs) > 1 or len(mine) > 1:
+            lines.append(several(other, fraction) if len(gs) > 1 else several(method, fraction))
             continue
         lines.append(Comparison(method, other, kind, mine[0], gs[0]).line())
     return lines

@@ -222,3 +222,19 @@ def test_comparisons_ask_kd_adv_dense_only_where_it_has_runs(tmp_path):
     assert comparisons(summarise(load_runs(tmp_path)))[-1].startswith(
         "kd-adv-dense - kd = +1.50 points (last epoch, 1 vs 2"
     )
+
+
+def test_comparisons_ask_the_semi_supervised_question_where_both_sides_have_runs(tmp_path):
+    from dfkd_lib.report import FEW_LABEL_QUESTIONS
+
+    assert FEW_LABEL_QUESTIONS == (("kd-adv-dense", "kd", "std", 0.1),)
+    write_run(tmp_path, "a0", "adv-dense", 0, [85], [85])
+    write_run(tmp_path, "x0", "kd-adv-dense", 0, [80], [80], fraction=0.1)
+    assert not any("10%" in line for line in comparisons(summarise(load_runs(tmp_path))))  # no kd at 10 %
+    for seed in range(2):
+        write_run(tmp_path, f"k{seed}", "kd", seed, [79 + seed], [79], fraction=0.1)
+    write_run(tmp_path, "x1", "kd-adv-dense", 1, [82], [82], fraction=0.1)
+    last = comparisons(summarise(load_runs(tmp_path)))[-1]
+    # means 81 against 79.5, stds 1.41 and 0.71: above by more than the larger one
+    assert last == ("kd-adv-dense - kd with 10% of the labels = +1.50 points (last epoch, 2 vs 2 seeds); "
+                    "more than one std (1.41)? yes")  # fmt: skip
