@@ -378,20 +378,27 @@ class Comparison:
         return self.seeds >= 2
 
     def question(self) -> str:
-        """The question in words, with its bar."""
+        """The question in words, with its bar (no number for a "std" bar without two seeds a side)."""
         if self.kind == "margin":
-            return f"at least Yim's FSP margin of {YIM_FSP_MARGIN:.2f}?"
-        return f"more than one std ({self.threshold:.2f})?"
+            return f"above by at least Yim's FSP margin of {YIM_FSP_MARGIN:.2f}?"
+        return f"above by more than one std ({self.threshold:.2f})?" if self.decided else "above by more than one std?"
 
     def line(self) -> str:
         """The question and its answer in one line ("undecided" with fewer than two seeds a side);
-        a labelled fraction below 1 is named after the two methods."""
+        a labelled fraction below 1 is named after the two methods.
+
+        >>> a = GroupSummary("kd-adv-dense", "kd-adv-dense", 1.0, 1, [0], 88.0, 0.0, 88.0, 0.0, None, None)
+        >>> k = GroupSummary("kd", "kd", 1.0, 3, [0, 1, 2], 87.8, 0.1, 87.9, 0.1, None, None)
+        >>> Comparison("kd-adv-dense", "kd", "std", a, k).line()
+        'kd-adv-dense - kd = +0.20 points (last epoch, 1 seed vs 3); above by more than one std? undecided (needs at least 2 seeds a side)'
+        """
         verdict = ("yes" if self.met else "no") if self.decided else "undecided (needs at least 2 seeds a side)"
         fraction = self.mine.labelled_fraction
         labels = f" with {fraction:.0%} of the labels" if fraction < 1 else ""
+        seeds = f"{self.mine.n} seed{'s' if self.mine.n != 1 else ''} vs {self.theirs.n}"
         return (
-            f"{self.method} - {self.other}{labels} = {self.diff:+.2f} points (last epoch, {self.mine.n} vs "
-            f"{self.theirs.n} seeds); {self.question()} {verdict}"
+            f"{self.method} - {self.other}{labels} = {self.diff:+.2f} points (last epoch, {seeds}); "
+            f"{self.question()} {verdict}"
         )
 
 

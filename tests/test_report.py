@@ -42,7 +42,7 @@ def test_report_command_writes_table_and_plots(tmp_path, capsys):
     assert main(["report", "--runs", str(tmp_path)]) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| adv-dense | 3 | 87.10 ± 0.10 |" in table
-    assert "adv-dense - fsp = +1.00 points (last epoch, 3 vs 3 seeds); more than one std (0.10)? yes" in table
+    assert "adv-dense - fsp = +1.00 points (last epoch, 3 seeds vs 3); above by more than one std (0.10)? yes" in table
     assert "adv-dense - scratch = +2.00 points" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 1000 and (tmp_path / "curves.png").exists()
     assert "kd-adv-dense" not in table  # compared only where it has runs
@@ -50,7 +50,7 @@ def test_report_command_writes_table_and_plots(tmp_path, capsys):
         write_run(tmp_path, f"x{seed}", "kd-adv-dense", seed, [80, 86.6 + seed * 0.2], [80, 86])
     assert main(["report", "--runs", str(tmp_path)]) == 0
     table = (tmp_path / "table.md").read_text()
-    assert "kd-adv-dense - kd = +0.20 points (last epoch, 3 vs 3 seeds); more than one std (0.20)? no" in table
+    assert "kd-adv-dense - kd = +0.20 points (last epoch, 3 seeds vs 3); above by more than one std (0.20)? no" in table
 
 
 def test_runs_with_other_settings_are_not_averaged(tmp_path):
@@ -80,7 +80,7 @@ def test_a_two_stage_run_shares_the_setting_of_its_epochs_of_cross_entropy(tmp_p
     groups = summarise(runs)
     assert {g.setting for g in groups} == {"resnet8, cifar10, 3 epochs"}
     assert "| setting " not in table_markdown(groups)
-    assert comparisons(groups)[0].startswith("adv-dense - fsp = +2.00 points (last epoch, 2 vs 2 seeds)")
+    assert comparisons(groups)[0].startswith("adv-dense - fsp = +2.00 points (last epoch, 2 seeds vs 2)")
 
 
 def test_comparisons_use_the_setting_that_has_adv_dense(tmp_path):
@@ -194,7 +194,10 @@ def test_a_comparison_answers_its_question_from_the_two_groups():
     over_fsp = Comparison("adv-dense", "fsp", "std", adv, fsp)
     assert over_fsp.diff == pytest.approx(0.5) and over_fsp.threshold == 0.6 and not over_fsp.met
     assert over_fsp.decided and over_fsp.seeds == 3
-    assert over_fsp.line() == "adv-dense - fsp = +0.50 points (last epoch, 3 vs 3 seeds); more than one std (0.60)? no"
+    assert (
+        over_fsp.line()
+        == "adv-dense - fsp = +0.50 points (last epoch, 3 seeds vs 3); above by more than one std (0.60)? no"
+    )
     over_kd = Comparison("adv-dense", "kd", "std", adv, kd)
     assert over_kd.diff == pytest.approx(-0.8) and not over_kd.met  # below is never above
     # the margin is met at exactly Yim's 0.79 ("at least"), a std bar only strictly above
@@ -216,11 +219,11 @@ def test_comparisons_ask_kd_adv_dense_only_where_it_has_runs(tmp_path):
         write_run(tmp_path, f"a{seed}", "adv-dense", seed, [85 + seed], [85])
         write_run(tmp_path, f"k{seed}", "kd", seed, [86 + seed], [86])
     lines = comparisons(summarise(load_runs(tmp_path)))
-    assert lines == ["fsp: no complete runs yet.", "adv-dense - kd = -1.00 points (last epoch, 2 vs 2 seeds); "
-                     "more than one std (0.71)? no", "scratch: no complete runs yet."]  # fmt: skip
+    assert lines == ["fsp: no complete runs yet.", "adv-dense - kd = -1.00 points (last epoch, 2 seeds vs 2); "
+                     "above by more than one std (0.71)? no", "scratch: no complete runs yet."]  # fmt: skip
     write_run(tmp_path, "x0", "kd-adv-dense", 0, [88], [88])
     assert comparisons(summarise(load_runs(tmp_path)))[-1].startswith(
-        "kd-adv-dense - kd = +1.50 points (last epoch, 1 vs 2"
+        "kd-adv-dense - kd = +1.50 points (last epoch, 1 seed vs 2)"
     )
 
 
@@ -236,5 +239,5 @@ def test_comparisons_ask_the_semi_supervised_question_where_both_sides_have_runs
     write_run(tmp_path, "x1", "kd-adv-dense", 1, [82], [82], fraction=0.1)
     last = comparisons(summarise(load_runs(tmp_path)))[-1]
     # means 81 against 79.5, stds 1.41 and 0.71: above by more than the larger one
-    assert last == ("kd-adv-dense - kd with 10% of the labels = +1.50 points (last epoch, 2 vs 2 seeds); "
-                    "more than one std (1.41)? yes")  # fmt: skip
+    assert last == ("kd-adv-dense - kd with 10% of the labels = +1.50 points (last epoch, 2 seeds vs 2); "
+                    "above by more than one std (1.41)? yes")  # fmt: skip
