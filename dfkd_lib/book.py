@@ -79,9 +79,12 @@ _KNOBS: dict[str, dict[str, Any]] = {
 
 # --- how long a run takes: the rule behind the estimates the chapters print -------------------
 
-#: Effective training throughput of one CPU thread, FLOP/s. Measured on the project's 2-core
-#: machine: ResNet-8 trains at about 1,100 images/s and ResNet-26 at about 350 (3 x 24.5 and
-#: 3 x 109 MFLOP per image: 81 and 115 GFLOP/s for two threads).
+#: Effective training throughput of one CPU thread in the chapters' short training cells, FLOP/s,
+#: chosen so that the times they print come close to the times they take (start-up, small
+#: epochs and evaluation included; chapter 4's two runs: 1.8 min estimated and measured,
+#: December 2026). A long run does more per second: the 60-epoch protocol's one-thread runs
+#: trained ResNet-8 at about 1,070 images/s and ResNet-26 at about 330 (3 x 24.5 and 3 x 109
+#: MFLOP per image: about 80 and 110 GFLOP/s per thread).
 CPU_FLOPS_PER_THREAD = 50e9
 #: Peak float32 FLOP/s of common GPUs (the datasheets), looked up by name; unknown GPUs count as a T4.
 GPU_FP32_PEAK = {"T4": 8.1e12, "L4": 30.3e12, "A10": 31.2e12, "V100": 15.7e12, "A100": 19.5e12, "H100": 67e12,
@@ -160,7 +163,7 @@ def device_throughput(device: torch.device) -> tuple[float, Callable[[str], floa
         peak = next((v for k, v in GPU_FP32_PEAK.items() if k in name), GPU_FP32_PEAK["T4"])
         return GPU_EFFICIENCY * peak, gpu_step_overhead, name
     threads = torch.get_num_threads()
-    return CPU_FLOPS_PER_THREAD * threads, _no_overhead, f"CPU, {threads} thread(s)"
+    return CPU_FLOPS_PER_THREAD * threads, _no_overhead, f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def estimate_seconds(
@@ -344,7 +347,10 @@ class Chapter:
     @property
     def hardware(self) -> str:
         """Where the chapter runs, for the prose: the device, and the threads on a CPU."""
-        return f"{self.device}" if self.device.type != "cpu" else f"cpu, {torch.get_num_threads()} thread(s)"
+        if self.device.type != "cpu":
+            return f"{self.device}"
+        n = torch.get_num_threads()
+        return f"cpu, {n} thread{'s' if n != 1 else ''}"
 
     # --- data ---------------------------------------------------------------------------------
     def _data(self) -> DatasetArrays:
@@ -554,8 +560,10 @@ class Chapter:
             total += seconds
             names.append(f"{cfg.method} ({epochs} epochs x {batches} batches)")
         total *= repeat
-        what = ", ".join(names) + (f", {repeat} times" if repeat > 1 else "")
-        print(f"expected time: {_duration(total)} for {what} on {where} (book.estimate_seconds)")
+        what = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        what += f", {repeat} times" if repeat > 1 else ""
+        in_all = " in all" if len(names) > 1 or repeat > 1 else ""
+        print(f"expected time: {_duration(total)}{in_all} for {what} on {where} (book.estimate_seconds)")
         return total
 
     def describe(self) -> str:

@@ -130,7 +130,11 @@ def test_expect_prints_the_rule_s_estimate(monkeypatch, capsys):
     one = book.estimate_seconds("scratch", steps, 128, 2 * 12_239_488, 0.0, 3 * (500 + 1000), flops)
     assert seconds == pytest.approx(2 * one)
     out = capsys.readouterr().out
-    assert out.startswith("expected time: about ") and "scratch (3 epochs x 35 batches), 2 times" in out
+    assert out.startswith("expected time: about ") and " in all for scratch (3 epochs x 35 batches), 2 times" in out
+    ch.expect("scratch")
+    assert " in all" not in capsys.readouterr().out  # one run: its own time
+    ch.expect("scratch", "kd")
+    assert "in all for scratch (3 epochs x 35 batches) and kd (" in capsys.readouterr().out
 
 
 def test_estimate_rule_counts_teacher_and_student_passes():
