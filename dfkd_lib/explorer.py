@@ -144,7 +144,11 @@ def plot_flow_evolution(
         ax.set_xticks([])
         ax.set_yticks([])
     which = "mean over the recorded images" if image is None else f"image {image}"
-    fig.suptitle(f"Flow matrices during training ({which});\neach column shares one colour scale", fontsize=11)
+    fig.suptitle(
+        f"Flow matrices during training ({which});\nteacher and student share one scale per column, "
+        "the difference row has its own",
+        fontsize=11,
+    )
     return fig
 
 

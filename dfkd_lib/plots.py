@@ -959,7 +959,7 @@ def plot_item_distances(
     epoch_col = np.repeat(epochs, n_k * n_i)
     item_col = np.tile(np.repeat(list(item_names), n_i), n_e)
     value_col = d.reshape(-1)
-    ylabel = "distance / distance at the first epoch" if relative else "distance"
+    ylabel = f"distance / distance at epoch {epochs[0]}" if relative else "distance"
     per_image = n_i > 1
     fig, axes = plt.subplots(1, 2 if per_image else 1, figsize=(10.5 if per_image else 6.5, 4.2),
                              layout="constrained", squeeze=False,
