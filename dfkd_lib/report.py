@@ -426,20 +426,15 @@ def comparisons(groups: list[GroupSummary]) -> list[str]:
     if len(full) > 1:
         return [several("adv-dense")]
     lines = []
-    for method, other, kind in QUESTIONS:
-        mine, gs = by.get((method, 1.0)), by.get((other, 1.0))
-        if mine is None:  # only kd-adv-dense can be missing here: its question is asked where it has runs
+    # all labels: every question (an "other" without runs is said); few labels: where both have runs
+    asked = [(*q, 1.0, True) for q in QUESTIONS] + [(*q, False) for q in FEW_LABEL_QUESTIONS]
+    for method, other, kind, fraction, say_missing in asked:
+        mine, gs = by.get((method, fraction)), by.get((other, fraction))
+        if mine is None:  # only kd-adv-dense can be missing here: its questions are asked where it has runs
             continue
         if gs is None:
-            lines.append(f"{other}: no complete runs yet.")
-            continue
-        if len(gs) > 1 or len(mine) > 1:
-            lines.append(several(other if len(gs) > 1 else method))
-            continue
-        lines.append(Comparison(method, other, kind, mine[0], gs[0]).line())
-    for method, other, kind, fraction in FEW_LABEL_QUESTIONS:
-        mine, gs = by.get((method, fraction)), by.get((other, fraction))
-        if mine is None or gs is None:
+            if say_missing:
+                lines.append(f"{other}: no complete runs yet.")
             continue
         if len(gs) > 1 or len(mine) > 1:
             lines.append(several(other, fraction) if len(gs) > 1 else several(method, fraction))
