@@ -33,7 +33,7 @@ import functools
 import html
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,6 +297,40 @@ def glue(name: str, variable: Any, display: bool = True) -> None:
             print(f"{name}: {variable}")
         return
     _glue(name, variable, display=display)
+
+
+def versus(diff: float, other: str) -> str:
+    """A difference in accuracy points, in words: above, below or level with ``other``.
+
+    Two decimals, as the book prints accuracies; a difference that rounds to 0.00 is level.
+
+    >>> versus(0.857, "scratch")
+    '0.86 points above scratch'
+    >>> versus(-14.59, "kd")
+    '14.59 points below kd'
+    >>> versus(-0.004, "kd")
+    'level with kd'
+    """
+    if abs(diff) < 0.005:
+        return f"level with {other}"
+    return f"{abs(diff):.2f} points {'above' if diff > 0 else 'below'} {other}"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
+    """A Markdown table: the header, an alignment row (``align``, default ``---`` for every
+    column) and one line per row. Chapters show it with ``IPython.display.Markdown``.
+
+    >>> print(md_table(["method", "acc. (%)"], [("kd", 87.74)], align=["---", "---:"]))
+    | method | acc. (%) |
+    | --- | ---: |
+    | kd | 87.74 |
+    """
+    align = list(align) if align is not None else ["---"] * len(header)
+    if len(align) != len(header):
+        raise ValueError(f"{len(align)} alignments for {len(header)} columns")
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 @dataclass

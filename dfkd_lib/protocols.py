@@ -106,6 +106,15 @@ class Protocol:
         """The groups by ``(method, labelled fraction)``."""
         return {(g.method, g.labelled_fraction): g for g in self.groups}
 
+    def paired(self, mine: GroupSummary, theirs: GroupSummary, key: str = "last") -> list[float]:
+        """``mine`` minus ``theirs``, seed by seed (in seed order), over the seeds both groups have:
+        the differences of a :class:`~dfkd_lib.report.RunSummary` field (``"last"``, ``"best"``,
+        ``"val_last"``, ...) between runs that share their seed, so their split and their first
+        weights. A seed whose run did not log ``key`` is left out."""
+        by_seed = [{r.seed: getattr(r, key) for r in self.runs if r.path in g.paths} for g in (mine, theirs)]
+        a, b = by_seed
+        return [a[s] - b[s] for s in sorted(set(a) & set(b)) if a[s] is not None and b[s] is not None]
+
     def options(self, method: str, fraction: float, epochs: int | None = None, recipe: int | None = None) -> dict:
         """The options (:func:`dfkd_lib.report.run_options`) of a run of ``method`` at ``fraction``
         of the labels in this protocol; ``epochs`` and ``recipe`` override the protocol's (for the

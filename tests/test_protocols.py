@@ -1,6 +1,7 @@
 """The protocols' settings as their scripts give them, and which logs count as their runs."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,26 @@ def test_an_unknown_protocol_is_named_in_the_error():
 def test_a_missing_folder_gives_a_protocol_without_runs(tmp_path):
     p = protocols.load("60-epoch protocol", ROOT, folder=tmp_path / "none")
     assert p.runs == [] and p.groups == [] and p.n_complete == 0 and p.n_total == 30
+
+
+def test_paired_differences_are_taken_seed_by_seed_from_the_logs():
+    """kd minus scratch of the committed 15-epoch runs, against the last lines of their logs."""
+    p = protocols.load("15-epoch protocol", ROOT)
+    if not p.folder.is_dir():
+        pytest.skip("no logs of this protocol in this checkout")
+    kd, scratch = p.by_group[("kd", 1.0)], p.by_group[("scratch", 1.0)]
+
+    def last(method, seed, key="test_acc"):
+        lines = (p.folder / f"{method}-lf1.0-s{seed}" / "log.jsonl").read_text().splitlines()
+        return json.loads(lines[-1])[key]
+
+    seeds = sorted(set(kd.seeds) & set(scratch.seeds))
+    assert len(seeds) == 3
+    assert p.paired(kd, scratch) == pytest.approx([last("kd", s) - last("scratch", s) for s in seeds])
+    assert p.paired(kd, scratch, "val_last") == pytest.approx(
+        [last("kd", s, "val_acc") - last("scratch", s, "val_acc") for s in seeds]
+    )
+    assert p.paired(scratch, kd) == pytest.approx([-d for d in p.paired(kd, scratch)])
+    # a group with fewer seeds pairs over the seeds both have
+    one = dataclasses.replace(kd, seeds=kd.seeds[:1], paths=kd.paths[:1], n=1)
+    assert len(p.paired(one, scratch)) == 1
