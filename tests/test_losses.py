@@ -112,17 +112,34 @@ def test_discriminator_accuracy():
     assert [float(a) for a in L.discriminator_accuracy([torch.tensor([0.6])], [torch.tensor([0.4])], "lsgan")] == [1, 1]
 
 
-def test_initial_flow_loss_matches_a_direct_computation():
+def test_initial_flow_loss_is_measured_in_eval_mode_and_leaves_the_models_as_they_were():
     torch.manual_seed(0)
-    teacher, student = cifar_resnet(14).eval(), cifar_resnet(8).eval()
+    teacher, student = cifar_resnet(14), cifar_resnet(8)  # in train mode, as a training loop leaves them
+    with torch.no_grad():  # move the running statistics off their initial values
+        for m in (*teacher.modules(), *student.modules()):
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (teacher, student)]
     x = torch.randn(4, 3, 32, 32)
     plan = make_flow_plan(teacher, student, "chain")
-    with torch.no_grad():
-        expected = L.flow_loss(
-            plan.teacher_flows(teacher(x, return_taps=True)[1]), plan.student_flows(student(x, return_taps=True)[1])
-        )
-    assert L.initial_flow_loss(teacher, student, x, "chain") == pytest.approx(float(expected), rel=1e-6)
-    assert not teacher.training and not student.training
+
+    def direct(train_mode):
+        teacher.train(train_mode), student.train(train_mode)
+        with torch.no_grad():
+            g_t = plan.teacher_flows(teacher(x, return_taps=True)[1])
+            g_s = plan.student_flows(student(x, return_taps=True)[1])
+        for m, state in zip((teacher, student), before):
+            m.load_state_dict(state)  # undo what a train-mode pass did to the running statistics
+        return float(L.flow_loss(g_t, g_s))
+
+    in_eval, in_train = direct(False), direct(True)
+    assert in_eval != pytest.approx(in_train, rel=1e-3)  # the mode matters for these models
+    teacher.train(), student.eval()  # mixed modes: each must come back as it was
+    assert L.initial_flow_loss(teacher, student, x, "chain") == pytest.approx(in_eval, rel=1e-6)
+    assert teacher.training and not student.training
+    for m, state in zip((teacher, student), before):
+        assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
 
 
 def test_relative_flow_errors_are_the_terms_of_the_teacher_normalised_loss():

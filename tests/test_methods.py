@@ -92,13 +92,23 @@ def test_recipe_versions():
     assert build_config(make_parser().parse_args([*args, "--recipe", "1", "--lambda-flow", "1e-3"])).lambda_flow == 1e-3
 
 
-def test_every_method_is_one_definition_that_everything_reads():
+def test_every_method_is_one_definition_that_everything_reads(teacher):
     names = list(M.METHODS)
     assert names[:3] == ["scratch", "kd", "at"] and {"kd-adv-dense", "kd-dense"} <= set(names)
+    # (needs a teacher, builds flows, has discriminators), written out: what the engine builds
+    roles = {"scratch": (False, False, False), "kd": (True, False, False), "at": (True, False, False),
+             "fsp": (True, True, False), "dense": (True, True, False), "adv": (True, True, True),
+             "adv-dense": (True, True, True), "kd-dense": (True, True, False),
+             "kd-adv-dense": (True, True, True)}  # fmt: skip
+    assert set(roles) == set(names)
     for m in M.METHODS.values():
         assert M.RECIPES[m.name] is m.recipe
-        assert m.needs_teacher == (m.terms != ("ce",))
-        assert m.uses_adv == ("adv" in m.terms)
+        assert (m.needs_teacher, m.uses_flow, m.uses_adv) == roles[m.name], m.name
+        run = Run(config_for(m.name, epochs=1, **({"teacher": teacher} if m.needs_teacher else {}), **BASE), None,
+                  None, progress=False)  # fmt: skip
+        run.calibrate()  # measures the flow weight of the recipes that set it by the gradient rule
+        flags = run.flags(run.stage(0))  # (a teacher without flows still gets a plan: the flow probe)
+        assert (flags["teacher"], flags["flow"] or flags["adv"], run.disc is not None) == roles[m.name], m.name
     help_text = make_parser()._subparsers._group_actions[0].choices["train"].format_help()
     for m in M.METHODS.values():
         assert m.summary.split(":")[0][:20] in " ".join(help_text.split())
@@ -232,6 +242,53 @@ def test_discriminator_options(teacher):
     assert log[0]["d_noise"] == pytest.approx(0.5 * (1 - 1 / cfg.epochs)) and log[1]["d_noise"] == 0.0
     for rec in log:
         assert 0 <= rec["d_acc_real"] <= 100 and math.isfinite(rec["d_logit_real"]) and math.isfinite(rec["loss_adv"])
+
+
+def test_a_discriminator_step_is_the_gan_loss_plus_r1_on_the_real_flows(teacher):
+    """The recipe's critics (unit inputs, R1): their loss in one step against the one computed here,
+    the GAN loss of teacher (real) and student (fake) flows plus ``d_r1 / 2`` times R1 on the real
+    inputs only."""
+    cfg = config_for("adv-dense", teacher=teacher, epochs=1, **BASE)
+    assert cfg.d_input == "unit" and cfg.d_r1 > 0 and cfg.d_noise == 0
+    run = Run(cfg, None, None, progress=False)
+    run.calibrate()
+    x, y = run._first_batches(1)[0]
+    disc, student = copy.deepcopy(run.disc), copy.deepcopy(run.student).train()  # before the step
+    with torch.no_grad():
+        g_t = run.plan.teacher_flows(run.teacher(x, return_taps=True)[1])
+        g_s = run.plan.student_flows(student(x, return_taps=True)[1])
+
+    def unit(flows):
+        return [g / g.flatten(1).norm(dim=1)[:, None, None] for g in flows]
+
+    real_in = [g.requires_grad_(True) for g in unit(g_t)]
+    real, fake = disc(real_in), disc(unit(g_s))
+    grads = torch.autograd.grad(sum(r.sum() for r in real), real_in)  # item k's logits depend on its input only
+    gan = L.discriminator_loss(real, fake, cfg.gan_loss).item()
+    r1 = sum(gr.pow(2).flatten(1).sum(1).mean() for gr in grads).item()
+    terms, _ = run.train_step(x, y, run.flags(run.stage(0)))
+    assert cfg.d_r1 / 2 * r1 > 1e-3 * abs(gan)  # large enough for a wrong weight to show
+    assert float(terms["d_loss"]) == pytest.approx(gan + cfg.d_r1 / 2 * r1, rel=1e-5)
+
+
+def test_instance_noise_has_the_level_it_is_logged_with(teacher):
+    """With unit inputs, noise of level sigma adds about sigma to each matrix's Frobenius norm, in
+    quadrature: each entry gets sigma / sqrt(m n)."""
+    cfg = config_for("adv-dense", teacher=teacher, epochs=2, d_noise=0.5, **BASE)
+    run = Run(cfg, None, None, progress=False)
+    run.calibrate()
+    x, _ = run._first_batches(1)[0]
+    with torch.no_grad():
+        g_t = run.plan.teacher_flows(run.teacher(x, return_taps=True)[1])
+    assert run.noise_level() == 0.5
+    torch.manual_seed(0)
+    for clean, noisy in zip(run.disc_inputs(g_t, noise=False), run.disc_inputs(g_t)):
+        norms = (noisy - clean).flatten(1).norm(dim=1)
+        assert float(norms.mean()) == pytest.approx(0.5, rel=0.05)
+    run.d_steps = run.steps_per_epoch  # half-way through the run: half the level
+    assert run.noise_level() == pytest.approx(0.25)
+    run.d_steps = cfg.epochs * run.steps_per_epoch
+    assert all(torch.equal(a, b) for a, b in zip(run.disc_inputs(g_t), run.disc_inputs(g_t, noise=False)))
 
 
 STAGE_ENDS = {"resnet14": [2, 4, 6], "resnet8": [1, 2, 3]}  # stem, then 2 (resp. 1) blocks a stage
