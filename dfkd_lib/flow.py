@@ -265,9 +265,15 @@ def make_flow_plan(
     """Align the teacher's taps to the student's and list the flow items of a pair set.
 
     Raises:
+        TypeError: when the teacher or the student is not a :class:`~dfkd_lib.models.CifarResNet`.
         ValueError: for an unknown pair set or pooling, or when the teacher and student differ
             in channels at a matched tap (the message names the pair and both shapes).
     """
+    for role, net in (("teacher", teacher), ("student", student)):
+        if not isinstance(net, CifarResNet):
+            raise TypeError(
+                f"the {role} must be a CifarResNet (dfkd_lib.cifar_resnet(depth)), not {type(net).__name__}"
+            )
     if pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS}")
     t_map = align_taps(teacher.blocks_per_stage, student.blocks_per_stage)

@@ -58,6 +58,11 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     """Hinton et al.'s distillation loss ``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} but teacher logits {tuple(teacher_logits.shape)}: "
+            "the two networks must see the same batch and have the same classes"
+        )
     t = temperature
     log_p_s = F.log_softmax(student_logits / t, dim=1)
     log_p_t = F.log_softmax(teacher_logits / t, dim=1)
@@ -90,8 +95,6 @@ def flow_loss(
             ``norm="item"`` comes without one weight per item.
     """
     _check_items(teacher_flows=teacher_flows, student_flows=student_flows)
-    if len(teacher_flows) != len(student_flows):
-        raise ValueError(f"{len(teacher_flows)} teacher flow items but {len(student_flows)} student items")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown reduction {reduction!r}; choose 'sum' or 'mean'")
     if norm not in FLOW_NORMS:
@@ -102,6 +105,8 @@ def flow_loss(
     for k, (gt, gs) in enumerate(zip(teacher_flows, student_flows)):
         if gt.shape != gs.shape:
             raise ValueError(f"flow item {k}: teacher matrix {tuple(gt.shape)} but student matrix {tuple(gs.shape)}")
+        if gs.dim() != 3:
+            raise ValueError(f"flow item {k}: expected a batch of matrices (batch, m, n), got shape {tuple(gs.shape)}")
         gt = gt.detach().float()
         sq = (gt - gs.float()).pow(2).flatten(1)
         per_example = sq.sum(1) if reduction == "sum" else sq.mean(1)
@@ -152,10 +157,10 @@ def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) ->
     """Attention transfer: sum over feature pairs of the mean squared difference of attention
     maps (multiply by ``beta``, conventionally 1000, in the objective)."""
     _check_items("feature map", teacher_feats=teacher_feats, student_feats=student_feats)
-    if len(teacher_feats) != len(student_feats):
-        raise ValueError("at_loss needs equally many teacher and student maps")
     total = student_feats[0].new_zeros((), dtype=torch.float32)
     for k, (ft, fs) in enumerate(zip(teacher_feats, student_feats)):
+        if ft.shape[0] != fs.shape[0]:
+            raise ValueError(f"pair {k}: teacher maps of {ft.shape[0]} images but student maps of {fs.shape[0]}")
         if ft.shape[-2:] != fs.shape[-2:]:
             raise ValueError(
                 f"pair {k}: teacher map {tuple(ft.shape)} and student map {tuple(fs.shape)} differ in size"
@@ -165,12 +170,16 @@ def at_loss(teacher_feats: Sequence[Tensor], student_feats: Sequence[Tensor]) ->
 
 
 def _check_items(item: str = "flow item", **lists: Sequence[Tensor]) -> None:
-    """The losses over items take one tensor per ``item``: refuse one tensor, or none, by name."""
+    """The losses over items take one tensor per ``item``: refuse one tensor, or none, by name, and
+    lists of different lengths."""
     for name, items in lists.items():
         if isinstance(items, Tensor):
             raise TypeError(f"{name} must be a list with one tensor per {item}, not one tensor (wrap it: [{name}])")
         if len(items) == 0:
             raise ValueError(f"{name} holds no {item}s")
+    lengths = {name: len(items) for name, items in lists.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(" but ".join(f"{n} {item}{'s' if n != 1 else ''} in {name}" for name, n in lengths.items()))
 
 
 def _check_kind(kind: str) -> None:

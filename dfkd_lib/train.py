@@ -413,8 +413,14 @@ class Run:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         self.plan = None
-        if self.teacher is not None and (self.method.uses_flow or cfg.probe_images > 0):
+        if self.teacher is not None and self.method.uses_flow:
             self.plan = make_flow_plan(self.teacher, self.student, cfg.pairs, cfg.pool)
+        elif self.teacher is not None and cfg.probe_images > 0:
+            try:  # only for the flow probe: a pair the method can train without flows is not refused
+                self.plan = make_flow_plan(self.teacher, self.student, cfg.pairs, cfg.pool)
+            except ValueError as e:
+                warnings.warn(f"no flow probe for this teacher and student ({e}); set probe_images=0 "
+                              "to go without it quietly", stacklevel=2)  # fmt: skip
         self.at_taps = None
         if "at" in self.method.terms:
             self.at_taps = (_stage_ends(self.teacher), _stage_ends(self.student))

@@ -8,6 +8,7 @@ from dfkd_lib.flow import (
     fsp_matrix,
     make_flow_plan,
     make_pairs,
+    pool_to,
 )
 from dfkd_lib.models import CifarResNet, cifar_resnet
 
@@ -157,3 +158,28 @@ def test_channel_mismatch_names_pair_and_shapes():
 def test_unknown_pool_raises():
     with pytest.raises(ValueError, match="unknown pool"):
         make_flow_plan(cifar_resnet(14), cifar_resnet(8), "dense", pool="median")
+
+
+def test_a_plan_needs_two_cifar_resnets():
+    with pytest.raises(
+        TypeError, match=r"the teacher must be a CifarResNet \(dfkd_lib.cifar_resnet\(depth\)\), not Linear"
+    ):
+        make_flow_plan(torch.nn.Linear(2, 2), cifar_resnet(8))
+    with pytest.raises(TypeError, match="the student must be a CifarResNet .*not str"):
+        make_flow_plan(cifar_resnet(14), "resnet8")
+
+
+def test_bad_maps_and_pair_lists_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"4-d \(B, C, H, W\) maps, got shapes \(2, 4, 8\)"):
+        fsp_matrix(torch.zeros(2, 4, 8), torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        fsp_matrix(torch.zeros(2, 4, 8, 8), torch.zeros(3, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"cannot pool a map of size \(8, 8\) up to 16x16"):
+        pool_to(torch.zeros(1, 2, 8, 8), 16)
+    taps = cifar_resnet(8).tap_stages
+    with pytest.raises(ValueError, match="duplicates"):
+        make_pairs([(0, 1), (0, 1)], taps)
+    with pytest.raises(ValueError, match="is empty"):
+        make_pairs([], taps)
+    with pytest.raises(ValueError, match=r"pair \(2, 1\) is invalid"):
+        make_pairs([(2, 1)], taps)

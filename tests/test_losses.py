@@ -45,10 +45,26 @@ def test_flow_loss_golden_and_reductions():
 def test_flow_loss_errors():
     with pytest.raises(ValueError, match="item 0"):
         L.flow_loss([torch.zeros(2, 3, 3)], [torch.zeros(2, 3, 4)])
-    with pytest.raises(ValueError, match="1 teacher flow items but 2"):
+    with pytest.raises(ValueError, match="1 flow item in teacher_flows but 2 flow items in student_flows"):
         L.flow_loss([torch.zeros(2, 3, 3)], [torch.zeros(2, 3, 3)] * 2)
     with pytest.raises(ValueError, match="reduction"):
         L.flow_loss([torch.zeros(1, 1, 1)], [torch.zeros(1, 1, 1)], reduction="max")
+    with pytest.raises(ValueError, match=r"batch of matrices \(batch, m, n\), got shape \(3, 3\)"):
+        L.flow_loss([torch.zeros(3, 3)], [torch.zeros(3, 3)])
+
+
+def test_mismatched_inputs_are_named():
+    with pytest.raises(ValueError, match=r"student logits \(4, 10\) but teacher logits \(4, 100\)"):
+        L.kd_loss(torch.randn(4, 10), torch.randn(4, 100))
+    one, two = [torch.zeros(3)], [torch.zeros(3)] * 2
+    with pytest.raises(ValueError, match="2 flow items in real_logits but 1 flow item in fake_logits"):
+        L.discriminator_loss(two, one)
+    with pytest.raises(ValueError, match="in real_logits but"):
+        L.discriminator_accuracy(two, one, "bce")
+    with pytest.raises(ValueError, match="1 feature map in teacher_feats but 2 feature maps"):
+        L.at_loss([torch.zeros(2, 4, 8, 8)], [torch.zeros(2, 4, 8, 8)] * 2)
+    with pytest.raises(ValueError, match="teacher maps of 2 images but student maps of 3"):
+        L.at_loss([torch.zeros(2, 4, 8, 8)], [torch.zeros(3, 4, 8, 8)])
 
 
 def test_gradients_reach_student_never_teacher():

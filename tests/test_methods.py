@@ -430,3 +430,14 @@ def test_resume_ignores_the_configured_lambda_flow_when_the_gradient_rule_sets_i
     with pytest.raises(Exception, match="flow_grad_ratio"):
         train(config_for("dense", epochs=1, resume=True, **{**opts, "flow_grad_ratio": 1.0}), progress=False,
               verbose=False)  # fmt: skip
+
+
+def test_kd_with_a_student_deeper_than_its_teacher_trains_without_the_flow_probe(teacher):
+    """KD uses no flows: only the probe needs taps to align, so it is dropped with a warning. A
+    method with flows still refuses the pair."""
+    opts = {**BASE, "student": "resnet20", "epochs": 1}  # the teacher is a ResNet-14
+    with pytest.warns(UserWarning, match="no flow probe.*probe_images=0"):
+        res = train(config_for("kd", teacher=teacher, **opts), progress=False, verbose=False)
+    assert res.plan is None and "flow_dist" not in res.history[0] and res.history[0]["loss_kd"] > 0
+    with pytest.raises(ValueError, match="must not be deeper than the teacher"):
+        train(config_for("dense", teacher=teacher, **opts), progress=False, verbose=False)
