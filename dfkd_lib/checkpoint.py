@@ -30,9 +30,18 @@ from torch import nn
 
 from .models import CifarResNet, model_from_name
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "atomic_save", "safe_load", "save_model", "load_model"]
+__all__ = [
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "atomic_save",
+    "safe_load",
+    "save_model",
+    "load_model",
+    "check_training_checkpoint",
+]
 
 MODEL_FORMAT = "dfkd_lib.model"
+TRAIN_FORMAT = "dfkd_lib.train"
 
 # what torch's weights-only unpickler says when a file asks it to call or build something
 _UNSAFE = re.compile(r"GLOBAL|reduce|allowlist|Can only (create|build)")
@@ -86,18 +95,94 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         lines = [line.strip() for line in str(e).splitlines()]
         unsafe = [line for line in lines if _UNSAFE.search(line)]
         if not unsafe:
-            raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
+            raise _not_a_checkpoint(path) from e
         raise UnsafeCheckpointError(
             f"refused to load {path}: it holds objects other than tensors and plain data, and loading those "
             f"could run code from the file, so it may be unsafe ({unsafe[0]}). dfkd_lib's own model files and "
             "checkpoints never hold such objects; if you trust where the file came from, inspect it yourself "
             "with torch.load(path, weights_only=False)."
         ) from None
-    except Exception as e:  # truncated, not a zip, ...
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from e
+    except PermissionError as e:
+        raise CheckpointError(f"cannot read {path}: permission denied") from e
+    except Exception as e:  # empty, truncated, not a zip, another format...: torch's text would only confuse
+        raise _not_a_checkpoint(path) from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a dfkd_lib checkpoint (found {type(obj).__name__})")
     return obj
+
+
+def _not_a_checkpoint(path: Path) -> CheckpointError:
+    """The one-line error for a file that ``torch.load`` cannot read at all (torch's own text
+    would only suggest ``weights_only=False``, which is the unsafe way)."""
+    return CheckpointError(
+        f"{path} is not a PyTorch checkpoint (corrupt, truncated or another format): re-download or re-train it"
+    )
+
+
+def _field(obj: dict, name: str, kind: type, path: Path, label: str | None = None, minimum: int = 1) -> Any:
+    """``obj[name]``, checked to be a ``kind`` (for ``int``: an integer of at least ``minimum``);
+    else a :class:`CheckpointError` naming the file and the field (``label``, default ``name``)."""
+    label = label or name
+    if name not in obj:
+        raise CheckpointError(f"{path}: field '{label}' is missing (damaged, or not written by dfkd_lib): re-download "
+                              "or re-train it")  # fmt: skip
+    value = obj[name]
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        want = f"an integer of at least {minimum}"
+    else:
+        ok = isinstance(value, kind)
+        want = {dict: "a dict", str: "a string", list: "a list"}.get(kind, kind.__name__)
+    if not ok:
+        shown = repr(value) if isinstance(value, (str, int, float, type(None))) else type(value).__name__
+        raise CheckpointError(f"{path}: field '{label}' is {shown}, not {want} (damaged, or not written by "
+                              "dfkd_lib): re-download or re-train it")  # fmt: skip
+    return value
+
+
+def check_training_checkpoint(ck: dict, path: str | os.PathLike) -> None:
+    """Check that a training checkpoint (from :func:`safe_load`) holds the fields resuming reads.
+
+    Raises:
+        CheckpointError: it is no training checkpoint, or a field is missing or of the wrong kind
+            (the message names the file and the field).
+    """
+    path = Path(path)
+    if ck.get("format") != TRAIN_FORMAT:
+        raise CheckpointError(f"{path} is not a training checkpoint")
+    _field(_field(ck, "config", dict, path), "student", str, path, "config.student")
+    _field(ck, "epoch", int, path, minimum=0)
+    _field(ck, "num_classes", int, path)
+    for name, kind in (("student", dict), ("opt", dict), ("sched", dict), ("rng", dict), ("history", list)):
+        _field(ck, name, kind, path)
+
+
+def _state_dict_hint(path: Path, obj: dict) -> str:
+    """Why a dict without dfkd_lib's ``format`` is refused, and how to convert a plain state_dict."""
+    wrapped = isinstance(obj.get("state_dict"), dict)
+    state = obj["state_dict"] if wrapped else obj
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = sorted(str(k) for k in obj)
+        shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
+        return (f"{path} is not a dfkd_lib model or training checkpoint (it has no 'format' field; its keys: "
+                f"{shown or 'none'}): save models with dfkd_lib.save_model")  # fmt: skip
+    arch, classes = "'resnet8'", "10"  # an example, unless the weights tell
+    blocks = [int(m.group(1)) for k in state if (m := re.fullmatch(r"stages\.0\.(\d+)\.conv1\.weight", str(k)))]
+    fc = state.get("fc.weight")
+    if blocks and fc is not None and fc.dim() == 2:
+        arch, classes = f"'resnet{6 * (max(blocks) + 1) + 2}'", str(fc.shape[0])
+    load = f"torch.load({str(path)!r}, weights_only=True)" + ("['state_dict']" if wrapped else "")
+    return (
+        f"{path} is not a dfkd_lib model or training checkpoint: it holds plain weights (a state_dict). Convert it "
+        f"with: model = dfkd_lib.model_from_name({arch}, {classes}); model.load_state_dict({load}); "
+        "dfkd_lib.save_model(model, 'model.pt')"
+    )
+
+
+def _one_line(e: Exception, limit: int = 300) -> str:
+    """``e``'s text on one line, cut at ``limit`` characters."""
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _arch_of(model: nn.Module) -> str:
@@ -127,22 +212,36 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     The returned model carries the file's metadata in ``model.meta``.
 
     Raises:
-        CheckpointError: the file is missing, corrupt, not a dfkd_lib file, or its weights do not
-            fit its architecture (:class:`UnsafeCheckpointError` if it holds objects that loading
+        CheckpointError: the file is missing, corrupt, not a dfkd_lib file (a plain state_dict: the
+            message says how to convert it), a field is missing or wrong (named), or its weights do
+            not fit its architecture (:class:`UnsafeCheckpointError` if it holds objects that loading
             could run).
     """
+    path = Path(path)
     obj = safe_load(path, map_location)
     if obj.get("format") == MODEL_FORMAT:
-        arch, num_classes, state, meta = obj["arch"], obj["num_classes"], obj["state_dict"], obj.get("meta", {})
-    elif obj.get("format") == "dfkd_lib.train":
-        cfg = obj["config"]
-        arch, num_classes, state, meta = cfg["student"], obj["num_classes"], obj["student"], {"epoch": obj["epoch"]}
+        arch_field = "arch"
+        arch = _field(obj, "arch", str, path)
+        num_classes = _field(obj, "num_classes", int, path)
+        state = _field(obj, "state_dict", dict, path)
+        meta = _field(obj, "meta", dict, path) if obj.get("meta") is not None else {}
+    elif obj.get("format") == TRAIN_FORMAT:
+        arch_field = "config.student"
+        cfg = _field(obj, "config", dict, path)
+        arch = _field(cfg, "student", str, path, arch_field)
+        num_classes = _field(obj, "num_classes", int, path)
+        state = _field(obj, "student", dict, path)
+        epoch = _field(obj, "epoch", int, path, minimum=0)
+        meta = {"epoch": epoch}
     else:
-        raise CheckpointError(f"{path} is not a dfkd_lib model or training checkpoint")
-    model = model_from_name(arch, num_classes)
+        raise CheckpointError(_state_dict_hint(path, obj))
+    try:
+        model = model_from_name(arch, num_classes)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: field '{arch_field}' names no network dfkd_lib builds: {e}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit a {arch} with {num_classes} classes: {e}") from e
+        raise CheckpointError(f"{path}: weights do not fit a {arch} with {num_classes} classes: {_one_line(e)}") from e
     model.meta = dict(meta)
     return model

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import CheckpointError, UnsafeCheckpointError
 from .methods import METHODS, RECIPE_VERSIONS
 from .train import TrainConfig, config_for
 
@@ -146,16 +148,64 @@ def _coerce(name: str, value: Any, kind: Any, path: str) -> Any:
     return tuple(out) if many else out[0]
 
 
+def _yaml_problem(e: Exception) -> str:
+    """YAML's short account of a syntax error, with its line (and where the construct began)."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(e).split())
+    text = f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and start is not None and start.line != mark.line:
+        text += f", {context} begun on line {start.line + 1}"
+    return text
+
+
+def _check_device(name: str, label: str | None = None) -> None:
+    """Refuse a device this machine cannot use, in one line that starts with ``label`` (default
+    ``--device NAME``).
+
+    Raises:
+        ValueError: an unknown device, ``cuda`` without a CUDA device, a CUDA index beyond the
+            machine's devices, or ``mps`` without Apple's MPS.
+    """
+    import torch
+
+    label = label or f"--device {name}"
+    if name in ("auto", "cpu"):
+        return
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if m:
+        if not torch.cuda.is_available():
+            raise ValueError(f"{label}: no CUDA device is available here; use --device auto or cpu")
+        count = torch.cuda.device_count()
+        if m.group(1) is not None and int(m.group(1)) >= count:
+            raise ValueError(
+                f"{label}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}; use one of them or auto"
+            )
+        return
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise ValueError(f"{label}: Apple's MPS is not available here; use --device auto or cpu")
+        return
+    raise ValueError(f"{label}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+
+
 def _load_yaml(path: str) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config file {path} does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"cannot parse {path}: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot parse {path}: it is not a text file (a YAML file of options is expected)") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of options")
-    data = {k.replace("-", "_"): v for k, v in data.items()}
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(data) - set(fields))
     if bad:
@@ -184,6 +234,30 @@ def build_config(args: argparse.Namespace, fixed: dict[str, Any] | None = None) 
         cfg.out_dir = f"runs/{cfg.method}-{cfg.student}-{cfg.dataset}-s{cfg.seed}"
     cfg.validate()
     return cfg
+
+
+def _run_training(args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """Train ``cfg`` from the command line: check a device that the config file set, add how to
+    resume to a refused resume, and say so when a resumed run had nothing left to do."""
+    from .train import train
+
+    if args.device is None and cfg.device != "auto":  # a flag was checked before; this came from --config
+        _check_device(cfg.device, f"device {cfg.device!r} in {args.config}")
+    seen: dict[str, Any] = {}
+
+    def on_start(run: Any) -> None:  # records where the run starts; changes nothing
+        seen.update(done=len(run.history), total=run.cfg.total_epochs, main=run.main)
+
+    try:
+        train(cfg, progress=sys.stderr.isatty(), on_start=on_start)
+    except CheckpointError as e:
+        if not cfg.resume or isinstance(e, UnsafeCheckpointError) or "config differs" not in str(e):
+            raise
+        saved = Path(cfg.out_dir) / "config.json"
+        how = f" or pass --config {saved} --resume" if saved.is_file() else ""
+        raise CheckpointError(f"{e}; to resume, repeat the run's original flags{how}") from None
+    if cfg.resume and seen.get("main") and seen["done"] >= seen["total"]:
+        print(f"run already complete ({seen['done']}/{seen['total']} epochs): nothing to do", flush=True)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -224,10 +298,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="test accuracy of a model file or pretrained teacher")
     e.add_argument("--model", required=True, help="model file, training checkpoint, or pretrained name")
-    e.add_argument("--dataset", default="cifar10")
-    e.add_argument("--data-dir", dest="data_dir", default=None)
-    e.add_argument("--split", choices=("test", "val"), default="test")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--dataset", default="cifar10", help=HELP["dataset"] + " (default cifar10)")
+    e.add_argument("--data-dir", dest="data_dir", default=None, help=HELP["data_dir"])
+    e.add_argument("--split", choices=("test", "val"), default="test", help="test images, or the validation split")
+    e.add_argument("--device", default="auto", help=HELP["device"] + " (default auto)")
 
     r = sub.add_parser("report", help="the results table and plots from committed run logs")
     r.add_argument("--runs", default="results/cpu", help="folder of run folders (each with config.json, log.jsonl)")
@@ -246,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("train", "train-teacher") and args.device is not None:
+            _check_device(args.device)  # before the config, whose check of devices is coarser
         if args.command == "train":
-            from .train import train
-
-            train(build_config(args), progress=sys.stderr.isatty())
+            _run_training(args, build_config(args))
         elif args.command == "train-teacher":
             file_values = _load_yaml(args.config) if args.config else {}
             arch = args.arch or file_values.get("student") or "resnet26"
@@ -257,19 +331,29 @@ def main(argv: list[str] | None = None) -> int:
             train_cfg = build_config(args, {"method": "scratch", "student": arch})
             if default_out:
                 train_cfg.out_dir = f"runs/teacher-{arch}-{train_cfg.dataset}-s{train_cfg.seed}"
-            from .train import train
-
-            train(train_cfg, progress=sys.stderr.isatty())
+            _run_training(args, train_cfg)
         elif args.command == "evaluate":
             import torch
 
-            from .data import get_loaders
+            from .data import DataNotFoundError, get_loaders
             from .pretrained import load_teacher
             from .train import evaluate, pick_device
 
+            _check_device(args.device)
             device = pick_device(args.device)
-            model = load_teacher(args.model).to(device)
-            loaders = get_loaders(args.dataset, root=args.data_dir, device=device)
+            try:
+                model = load_teacher(args.model).to(device)
+            except (FileNotFoundError, IsADirectoryError) as err:  # load_teacher speaks of a teacher
+                raise type(err)(re.sub(r"^teacher ", "--model ", str(err))) from None
+            try:
+                loaders = get_loaders(args.dataset, root=args.data_dir, device=device)
+            except DataNotFoundError as err:  # evaluate has no --download
+                msg = re.sub(
+                    r" or pass download=True \(--download\) when online",
+                    " or pass that folder with --data-dir",
+                    str(err),
+                )
+                raise DataNotFoundError(msg) from None
             if loaders.num_classes != model.num_classes:
                 raise ValueError(
                     f"the model has {model.num_classes} classes but {args.dataset} has {loaders.num_classes}"

@@ -3,14 +3,16 @@
 Where the data come from, in this order, for ``name`` in ``{"cifar10", "cifar100"}``:
 
 1. ``<dir>/<name>.npz`` with keys ``x_train (N, 32, 32, 3) uint8``, ``y_train``, ``x_test``,
-   ``y_test`` and optionally ``classes``;
+   ``y_test`` (integer labels ``0 .. num_classes - 1``) and optionally ``classes`` (one name a
+   class);
 2. torchvision's on-disk format in ``<dir>`` (``cifar-10-batches-py`` / ``cifar-100-python``);
 
-for each ``<dir>`` in: the ``root`` argument, the ``DFKD_DATA`` environment variable, the
-default data folder (:func:`local_data_dir`: the repository's ``data/`` in a checkout, else
-``./data``) and a ``shared/data`` folder beside the checkout. With ``download=True``
-torchvision downloads, when nothing was found, into ``root`` if it is given (creating it) and
-into the default data folder otherwise.
+where ``<dir>`` is the ``root`` argument alone when it is given (it may also name the ``.npz``
+file or torchvision's folder itself), and otherwise each of: the ``DFKD_DATA`` environment
+variable, the default data folder (:func:`local_data_dir`: the repository's ``data/`` in a
+checkout, else ``./data``) and a ``shared/data`` folder beside the checkout. With
+``download=True`` torchvision downloads, when nothing was found, into ``root`` if it is given
+(creating it) and into the default data folder otherwise.
 
 The whole data set is kept as one ``uint8`` tensor (150 MB for CIFAR, also on a GPU) and
 :class:`BatchLoader` crops, flips and normalises a whole batch at once, which is several times
@@ -92,10 +94,11 @@ def local_data_dir() -> Path:
 
 
 def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for data, in order (see the module docstring)."""
-    dirs = []
+    """Folders searched for data, in order: ``root`` alone when it is given, else ``DFKD_DATA``,
+    the default data folder and ``shared/data`` beside the checkout (see the module docstring)."""
     if root is not None:
-        dirs.append(Path(root))
+        return [Path(root).expanduser().resolve()]
+    dirs = []
     if os.environ.get(DATA_ENV):
         dirs.append(Path(os.environ[DATA_ENV]))
     dirs += [local_data_dir(), REPO_ROOT.parent / "shared" / "data"]
@@ -108,12 +111,38 @@ def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     return out
 
 
+def _check_labels(where: str | Path, name: str, labels: dict[str, np.ndarray], classes: list[str] | None) -> None:
+    """Raise ValueError unless every label array holds whole numbers in ``0 .. n - 1`` and
+    ``classes`` (if given) has ``n`` names, ``n`` being the number of classes of ``name``.
+    One min and max per array: cheap for CIFAR's 60,000 labels."""
+    n = NUM_CLASSES[name]
+    for key, y in labels.items():
+        if y.dtype.kind not in "iuf":
+            raise ValueError(f"{where}: {key} must hold integer labels, got dtype {y.dtype}; save them as int64")
+        if y.dtype.kind == "f":  # whole numbers stored as floats are read as before; 0.7 is not a label
+            whole = np.isfinite(y) & (y == np.round(y))
+            if not whole.all():
+                bad = float(y[~whole][0])
+                raise ValueError(f"{where}: {key} must hold integer labels, got {bad} ({y.dtype}); save them as int64")
+        if y.size and (y.min() < 0 or y.max() > n - 1):
+            lo, hi = int(y.min()), int(y.max())
+            raise ValueError(
+                f"{where}: {key} holds labels outside 0..{n - 1} (min {lo}, max {hi}); {name} has {n} classes "
+                "(see data/README.md for the format)"
+            )
+    if classes is not None and len(classes) != n:
+        raise ValueError(
+            f"{where}: classes has {len(classes)} names, but {name} has {n} classes; save one name a class in "
+            "label order (or leave classes out)"
+        )
+
+
 def _load_npz(path: Path, name: str) -> DatasetArrays:
     try:
         with np.load(path, allow_pickle=False) as d:
             files = set(d.files)
             arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in files}
-            classes = [str(c) for c in d["classes"]] if "classes" in files else None
+            names = d["classes"] if "classes" in files else None
     except Exception as e:  # not a zip, truncated, pickled objects, ...
         raise ValueError(f"cannot read {path} (corrupt or not an .npz archive): {e}") from e
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
@@ -125,8 +154,11 @@ def _load_npz(path: Path, name: str) -> DatasetArrays:
             raise ValueError(f"{path}: x_{split} must be (N, 32, 32, 3) uint8, got {x.shape} {x.dtype}")
         if y.shape != (x.shape[0],):
             raise ValueError(f"{path}: y_{split} has shape {y.shape}, expected ({x.shape[0]},)")
-    n_cls = NUM_CLASSES[name]
-    classes = classes or [str(i) for i in range(n_cls)]
+    if names is not None and names.ndim != 1:
+        raise ValueError(f"{path}: classes must be a 1-D array of names, got shape {names.shape}")
+    classes = None if names is None else [str(c) for c in names]
+    _check_labels(path, name, {"y_train": arrays["y_train"], "y_test": arrays["y_test"]}, classes)
+    classes = classes or [str(i) for i in range(NUM_CLASSES[name])]
     return DatasetArrays(
         arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"], arrays["y_test"].astype(np.int64),
         classes, name, str(path),
@@ -146,43 +178,65 @@ def _load_torchvision(folder: Path, name: str, download: bool) -> DatasetArrays:
     )  # fmt: skip
 
 
+def _read_torchvision(folder: Path, name: str) -> DatasetArrays:
+    """Read torchvision's files in ``folder`` (no download), naming the folder if they are broken."""
+    try:
+        arrays = _load_torchvision(folder, name, download=False)
+    except ImportError:
+        raise
+    except Exception as e:  # torchvision's "not found or corrupted", a truncated batch, ...
+        raise ValueError(f"cannot read {folder / _TV_FOLDERS[name]} (corrupt or incomplete): {e}") from e
+    _check_labels(arrays.source, name, {"y_train": arrays.y_train, "y_test": arrays.y_test}, arrays.classes)
+    return arrays
+
+
 def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, download: bool = False) -> DatasetArrays:
     """Load CIFAR-10 or CIFAR-100 as arrays from the first place that has it.
 
     Args:
         name: ``"cifar10"`` or ``"cifar100"``.
-        root: a folder to look in first (see the module docstring for the others); with
-            ``download=True``, where the download goes.
+        root: the folder that holds the data (or the ``.npz`` file, or torchvision's folder,
+            itself); when given, only there is looked (see the module docstring for the folders
+            searched without it). With ``download=True``, where the download goes.
         download: download with torchvision when no copy is found.
 
     Raises:
         DataNotFoundError: nothing found (and no download asked for, or it failed), or ``root``
-            does not exist (without ``download``); the message lists the folders searched and
-            says where to put the data.
-        ValueError: a file was found but is corrupt or has the wrong shapes.
+            does not exist (without ``download``) or holds no copy; the message lists the folders
+            searched and says where to put the data.
+        ValueError: a file was found but is corrupt, has the wrong shapes, labels outside
+            ``0 .. num_classes - 1`` or a ``classes`` list of another length.
     """
     name = _check_name(name)
+    hint = f"give the folder that holds {name}.npz"
+    if root is not None:
+        given = Path(root).expanduser()
+        if given.is_file():
+            if given.suffix != ".npz":
+                raise DataNotFoundError(f"data folder {root} is a file, not a folder ({hint})")
+            return _load_npz(given, name)
+        if given.name == _TV_FOLDERS[name] and given.is_dir():  # torchvision's folder itself
+            return _read_torchvision(given.parent, name)
+        if not download and not given.exists():
+            raise DataNotFoundError(f"data folder {root} does not exist ({hint})")
     dirs = candidate_dirs(root)
-    if root is not None and not download and not Path(root).expanduser().exists():
-        raise DataNotFoundError(f"data folder {root} does not exist")
     for d in dirs:
         npz = d / f"{name}.npz"
         if npz.is_file():
             return _load_npz(npz, name)
         if (d / _TV_FOLDERS[name]).is_dir():
-            try:
-                return _load_torchvision(d, name, download=False)
-            except ImportError:
-                raise
-            except Exception as e:  # torchvision's "not found or corrupted", a truncated batch, ...
-                raise ValueError(f"cannot read {d / _TV_FOLDERS[name]} (corrupt or incomplete): {e}") from e
+            return _read_torchvision(d, name)
     if download:
         target = Path(root).expanduser() if root is not None else local_data_dir()
         target.mkdir(parents=True, exist_ok=True)
         try:
-            return _load_torchvision(target, name, download=True)
+            arrays = _load_torchvision(target, name, download=True)
         except Exception as e:  # no network, server down, ...
             raise DataNotFoundError(f"could not download {name} into {target}: {e}") from e
+        _check_labels(arrays.source, name, {"y_train": arrays.y_train, "y_test": arrays.y_test}, arrays.classes)
+        return arrays
+    if root is not None:
+        raise DataNotFoundError(f"no {name}.npz or {_TV_FOLDERS[name]}/ in {root} ({hint})")
     raise DataNotFoundError(
         f"{name} not found. Looked for {name}.npz or torchvision's {_TV_FOLDERS[name]}/ in: "
         + ", ".join(str(d) for d in dirs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "LEAD_METHODS",
     "YIM_FSP_MARGIN",
     "stopped_runs",
+    "read_log",
     "planned_epochs",
     "ScreenRow",
     "screen_rows",
@@ -147,23 +149,84 @@ class GroupSummary:
     val_last_std: float | None = None
 
 
+_FIX = "fix the file or move its run folder out of the folder the report reads"
+_CONFIG_KEYS = ("method", "student", "dataset", "seed", "epochs")  # what a summary of a run needs
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not text ({e}); {_FIX}") from e
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """A JSON file that holds one object (``config.json``, ``stopped.json``); a file that does not
+    parse is named with the line where it breaks."""
+    try:
+        obj = json.loads(_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}, line {e.lineno}: {e.msg} (column {e.colno}); {_FIX}") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: holds a JSON {type(obj).__name__}, not an object; {_FIX}")
+    return obj
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``log.jsonl``, one per finished epoch (blank lines skipped).
+
+    A last line that does not parse was cut short (the run was stopped while writing it, so that
+    epoch did not finish): it is left out, with a warning that names the file.
+
+    Raises:
+        ValueError: any other line that is not a JSON object with ``test_acc``; the message names
+            the file and the line.
+    """
+    path = Path(path)
+    lines = [(i, line) for i, line in enumerate(_text(path).splitlines(), 1) if line.strip()]
+    records = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if k == len(lines) - 1:
+                warnings.warn(
+                    f"{path}, line {i}: cut short (the run stopped while writing it); that epoch is left out",
+                    stacklevel=2,
+                )
+                break
+            raise ValueError(f"{path}, line {i}: {e.msg} (column {e.colno}); {_FIX}") from e
+        if not isinstance(rec, dict) or "test_acc" not in rec:
+            raise ValueError(f"{path}, line {i}: not an epoch's record (a JSON object with test_acc); {_FIX}")
+        records.append(rec)
+    return records
+
+
 def stopped_runs(root: str | Path) -> dict[str, dict[str, Any]]:
     """The run folders below ``root`` that a non-finite loss stopped: folder -> what the engine
     wrote into its ``stopped.json`` (``message``, ``epoch``, ``step``, ``epochs_logged``)."""
     from .train import STOPPED_FILE
 
-    return {str(p.parent): json.loads(p.read_text()) for p in sorted(Path(root).rglob(STOPPED_FILE))}
+    return {str(p.parent): _read_object(p) for p in sorted(Path(root).rglob(STOPPED_FILE))}
 
 
 def load_runs(root: str | Path) -> list[RunSummary]:
-    """Every run folder below ``root`` (searched recursively)."""
+    """Every run folder below ``root`` (searched recursively), its log read by :func:`read_log`.
+
+    Raises:
+        ValueError: a ``config.json`` or ``log.jsonl`` that cannot be read, or a config without
+            the method, student, data set, seed or epochs; the message names the file.
+    """
     runs = []
     for cfg_path in sorted(Path(root).rglob("config.json")):
         log_path = cfg_path.with_name("log.jsonl")
         if not log_path.exists():
             continue
-        cfg = json.loads(cfg_path.read_text())
-        log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        cfg = _read_object(cfg_path)
+        missing = [k for k in _CONFIG_KEYS if k not in cfg]
+        if missing:
+            raise ValueError(f"{cfg_path}: lacks {', '.join(missing)}; {_FIX}")
+        log = read_log(log_path)
         if not log:
             continue
         test = [r["test_acc"] for r in log]
@@ -544,7 +607,7 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
     for r in load_runs(root):
         if not r.complete or r.val_last is None:
             continue
-        log = [json.loads(x) for x in (Path(r.path) / "log.jsonl").read_text().splitlines() if x.strip()]
+        log = read_log(Path(r.path) / "log.jsonl")
         by.setdefault(re.sub(r"-s\d+$", "", Path(r.path).name), []).append((r, log))
     rows = []
     for setting, runs in by.items():

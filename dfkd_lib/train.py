@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from . import losses as L
-from .checkpoint import CheckpointError, atomic_save, safe_load, save_model
+from .checkpoint import CheckpointError, atomic_save, check_training_checkpoint, safe_load, save_model
 from .data import Loaders, get_loaders, make_synthetic
 from .discriminators import FlowDiscriminators
 from .flow import FlowPlan, make_flow_plan
@@ -573,8 +573,7 @@ class Run:
             return
         # to the CPU: the RNG states must stay there; load_state_dict moves the rest to the device
         ck = safe_load(path, map_location="cpu")
-        if ck.get("format") != "dfkd_lib.train":
-            raise CheckpointError(f"{path} is not a training checkpoint")
+        check_training_checkpoint(ck, path)  # the fields read below, named if missing
         mine, theirs = self.cfg.to_dict(), ck["config"]
         # epochs is checked: the learning-rate schedule and the two stages are laid out over it
         ignore = {"resume", "out_dir", "device", "data_dir", "download"}

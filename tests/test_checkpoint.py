@@ -5,6 +5,7 @@ loading path must refuse it with one clear message, and the marker must never ap
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import dfkd_lib
 from dfkd_lib.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
     atomic_save,
+    check_training_checkpoint,
     load_model,
     safe_load,
     save_model,
@@ -104,9 +107,106 @@ def test_the_projects_own_files_still_load(tmp_path):
 def test_a_file_that_is_not_a_checkpoint_is_still_called_corrupt(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a zip file at all")
-    with pytest.raises(CheckpointError, match="corrupt or truncated") as err:
+    with pytest.raises(CheckpointError, match="corrupt, truncated or another format") as err:
         safe_load(bad)
     assert not isinstance(err.value, UnsafeCheckpointError)
+
+
+NOT_A_CHECKPOINT = "is not a PyTorch checkpoint (corrupt, truncated or another format): re-download or re-train it"
+
+
+def test_a_damaged_file_gets_one_line_and_never_torchs_advice(tmp_path):
+    """Random bytes, text, an empty file: one line of ours, not torch's text (which suggests
+    ``weights_only=False``) nor a bare number or nothing after the colon."""
+    noise = torch.randint(0, 256, (1000,), generator=torch.Generator().manual_seed(0))
+    files = {"garbage.pt": bytes(noise.tolist()), "text.pt": b"epoch 1 of 10\n", "empty.pt": b""}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        for load in (safe_load, load_model, load_teacher):
+            with pytest.raises(CheckpointError) as err:
+                load(str(tmp_path / name))
+            msg = str(err.value)
+            assert msg == f"{tmp_path / name} {NOT_A_CHECKPOINT}", msg
+            assert not isinstance(err.value, UnsafeCheckpointError)
+    proc = subprocess.run([sys.executable, "-m", "dfkd_lib", "evaluate", "--model", str(tmp_path / "garbage.pt")],
+                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"python -m dfkd_lib evaluate: error: {tmp_path / 'garbage.pt'} {NOT_A_CHECKPOINT}"
+    ]
+
+
+def _fields(**change) -> dict:
+    obj = {"format": "dfkd_lib.model", "version": 1, "arch": "resnet8", "num_classes": 10,
+           "state_dict": cifar_resnet(8).state_dict(), "meta": {}}  # fmt: skip
+    obj.update(change)
+    return {k: v for k, v in obj.items() if v is not ...}  # ... deletes the field
+
+
+def _checkpoint(tmp_path, **change) -> dict:
+    cfg = config_for("scratch", dataset="synthetic", synthetic_per_class=10, epochs=1, batch_size=50, device="cpu",
+                     out_dir=str(tmp_path / "run"))  # fmt: skip
+    if not (tmp_path / "run" / "checkpoint.pt").exists():
+        train(cfg, progress=False, verbose=False)
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    ck.update(change)
+    return {k: v for k, v in ck.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"arch": ..., "num_classes": ..., "state_dict": ..., "meta": ...}, "field 'arch' is missing"),
+        ({"arch": "vgg11"}, "field 'arch' names no network dfkd_lib builds: unknown model name 'vgg11'"),
+        ({"arch": 8}, "field 'arch' is 8, not a string"),
+        ({"num_classes": "10"}, "field 'num_classes' is '10', not an integer"),
+        ({"state_dict": None}, "field 'state_dict' is None, not a dict"),
+        ({"state_dict": ...}, "field 'state_dict' is missing"),
+        ({"meta": [1]}, "field 'meta' is list, not a dict"),
+    ],
+)
+def test_a_model_file_with_a_missing_or_wrong_field_names_it(tmp_path, change, needle):
+    torch.save(_fields(**change), tmp_path / "m.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_model(tmp_path / "m.pt")
+    assert str(err.value).startswith(f"{tmp_path / 'm.pt'}: {needle}"), err.value
+    assert "\n" not in str(err.value)
+
+
+def test_a_training_checkpoint_with_a_missing_or_wrong_field_names_it(tmp_path):
+    for change, needle in [({"config": ...}, "field 'config' is missing"),
+                           ({"config": {"epochs": 1}}, "field 'config.student' is missing"),
+                           ({"student": None}, "field 'student' is None, not a dict"),
+                           ({"epoch": -1}, "field 'epoch' is -1, not an integer of at least 0")]:  # fmt: skip
+        torch.save(_checkpoint(tmp_path, **change), tmp_path / "ck.pt")
+        with pytest.raises(CheckpointError, match="^" + re.escape(f"{tmp_path / 'ck.pt'}: {needle}")):
+            load_model(tmp_path / "ck.pt")
+        with pytest.raises(CheckpointError, match=re.escape(needle)):
+            check_training_checkpoint(safe_load(tmp_path / "ck.pt"), tmp_path / "ck.pt")
+    check_training_checkpoint(_checkpoint(tmp_path), tmp_path / "ck.pt")  # a whole one passes
+    with pytest.raises(CheckpointError, match="is not a training checkpoint"):
+        check_training_checkpoint(_fields(), tmp_path / "m.pt")
+    proc = subprocess.run([sys.executable, "-m", "dfkd_lib", "evaluate", "--model", str(tmp_path / "ck.pt")],
+                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "field 'epoch'" in proc.stderr
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_plain_state_dict_is_refused_with_a_conversion_that_works(tmp_path, monkeypatch, wrapped):
+    state = cifar_resnet(14, 100).state_dict()
+    torch.save({"state_dict": state} if wrapped else state, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="is not a dfkd_lib model or training checkpoint") as err:
+        load_model(tmp_path / "plain.pt")
+    msg = str(err.value)
+    assert "model_from_name('resnet14', 100)" in msg and "weights_only=False" not in msg
+    code = msg.split("Convert it with: ", 1)[1]
+    monkeypatch.chdir(tmp_path)
+    exec(code, {"dfkd_lib": dfkd_lib, "torch": torch})  # the advice, followed as written
+    converted = load_model(tmp_path / "model.pt")
+    assert converted.depth == 14 and all(torch.equal(v, state[k]) for k, v in converted.state_dict().items())
+    torch.save({"epoch": 3, "note": "x"}, tmp_path / "other.pt")  # a dict, but no weights
+    with pytest.raises(CheckpointError, match="no 'format' field; its keys: epoch, note"):
+        load_model(tmp_path / "other.pt")
 
 
 def test_files_that_do_not_fit_are_refused_with_what_is_wrong(tmp_path):
@@ -125,7 +225,7 @@ def test_files_that_do_not_fit_are_refused_with_what_is_wrong(tmp_path):
     save_model(cifar_resnet(8), tmp_path / "m.pt")
     data = (tmp_path / "m.pt").read_bytes()
     (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])  # a real file, cut short
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="corrupt, truncated or another format"):
         load_model(tmp_path / "half.pt")
 
 

@@ -33,8 +33,14 @@ def test_help_lists_methods():
         (["train", "--lr", "-1"], "invalid lr"),
         (["train", "--epochs", "two"], "argument --epochs: invalid int value"),
         (["train", "--config", "/nonexistent.yaml"], "config file /nonexistent.yaml does not exist"),
-        (["evaluate", "--model", "nonexistent_teacher"], "neither a file nor a pretrained name"),
-        (["evaluate", "--model", "tests"], "is a folder, not a model file"),
+        (
+            ["evaluate", "--model", "nonexistent_teacher"],
+            "--model 'nonexistent_teacher' is neither a file nor a pretrained",
+        ),
+        (["evaluate", "--model", "tests"], "--model 'tests' is a folder, not a model file"),
+        (["evaluate", "--model", "resnet26_cifar10", "--device", "tpu"], "--device tpu: unknown device; use auto, cpu"),
+        (["evaluate", "--model", "resnet26_cifar10", "--device", "cuda:x"], "--device cuda:x: unknown device"),
+        (["train", "--device", "cuda:x"], "--device cuda:x: unknown device; use auto, cpu, cuda, cuda:N or mps"),
     ],
 )
 def test_invalid_input_gives_one_line_error(args, needle):
@@ -126,3 +132,72 @@ def test_evaluate_prints_the_accuracy_that_evaluate_measures(cifar, tmp_path):
     save_model(cifar_resnet(8, 100), tmp_path / "m100.pt")
     proc = run("evaluate", "--model", str(tmp_path / "m100.pt"), "--device", "cpu")
     assert proc.returncode == 2 and "the model has 100 classes but cifar10 has 10" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--model", "resnet26_cifar10"], ["train"], ["train-teacher"]])
+def test_a_cuda_device_that_is_not_there_is_a_one_line_error(command, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*command, "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"python -m dfkd_lib {command[0]}: error: --device cuda: no CUDA device is available here; "
+        "use --device auto or cpu"
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main([*command, "--device", "cuda:3"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda:3: this machine has 1 CUDA device(s), cuda:0 to cuda:0" in err and len(err.splitlines()) == 1
+
+
+def test_a_device_from_the_config_file_is_checked_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("device: cuda\ndataset: synthetic\n")
+    assert main(["train", "--config", str(cfg_file), "--out", str(tmp_path / "r")]) == 2
+    assert f"error: device 'cuda' in {cfg_file}: no CUDA device is available here" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_yaml_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    cfg_file = tmp_path / "bad.yaml"
+    cfg_file.write_text("method: kd\nepochs: [1\n")
+    assert main(["train", "--config", str(cfg_file)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"python -m dfkd_lib train: error: cannot parse {cfg_file}: expected ',' or ']', but got '<stream end>' "
+        "(line 3, column 1), while parsing a flow sequence begun on line 2"
+    ]
+    cfg_file.write_text("epochs: 1\nlr: a: b\n")
+    with pytest.raises(ValueError, match=r"cannot parse .*bad.yaml: mapping values are not allowed here \(line 2, "):
+        build_config(make_parser().parse_args(["train", "--config", str(cfg_file)]))
+
+
+def test_resume_says_how_and_says_when_nothing_is_left(tmp_path, capsys):
+    out = tmp_path / "x"
+    flags = ["--method", "scratch", "--student", "resnet8", "--dataset", "synthetic", "--synthetic-per-class", "10",
+             "--epochs", "1", "--batch-size", "50", "--device", "cpu"]  # fmt: skip
+    assert main(["train", *flags, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume"]) == 2  # the original flags not repeated
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"cannot resume {out / 'checkpoint.pt'}: its config differs in" in err[0]
+    assert err[0].endswith(
+        f"; to resume, repeat the run's original flags or pass --config {out / 'config.json'} --resume"
+    )
+    for again in (["--config", str(out / "config.json")], flags):  # both ways the message offers
+        assert main(["train", *again, "--out", str(out), "--resume"]) == 0
+        assert capsys.readouterr().out.splitlines() == ["run already complete (1/1 epochs): nothing to do"]
+
+
+def test_evaluate_documents_its_flags_and_offers_none_it_lacks(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--dataset DATASET cifar10, cifar100, or synthetic" in text
+    assert "--data-dir DATA_DIR folder holding cifar10.npz" in text
+    assert "--device DEVICE auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)" in text
+    save_model(cifar_resnet(8), tmp_path / "m.pt")
+    monkeypatch.setattr("dfkd_lib.data.candidate_dirs", lambda root=None: [tmp_path / "empty"])
+    assert main(["evaluate", "--model", str(tmp_path / "m.pt"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "cifar10 not found" in err[0], err
+    assert "--download" not in err[0] and err[0].endswith("or pass that folder with --data-dir.")

@@ -91,6 +91,7 @@ def test_torchvision_format(tmp_path, monkeypatch):
     arrays = D.load_cifar("cifar10", root=tmp_path)
     assert arrays.x_train.shape == (100, 32, 32, 3) and arrays.x_test.shape == (10, 32, 32, 3)
     assert arrays.classes == [f"c{i}" for i in range(10)]
+    assert D.load_cifar("cifar10", root=folder).y_train.tolist() == arrays.y_train.tolist()  # the folder itself
 
 
 def test_missing_data_gives_one_clear_message(tmp_path, monkeypatch):
@@ -214,3 +215,79 @@ def test_default_data_folder_is_the_checkouts_or_the_working_directorys(tmp_path
     monkeypatch.chdir(tmp_path)
     assert D.local_data_dir() == tmp_path / "data"
     assert tmp_path / "data" in D.candidate_dirs()
+
+
+def write_npz(path, n_classes=10, per_class=2, **arrays):
+    """A small ``.npz`` in the data format (labels 0..n_classes-1 unless ``arrays`` replace them)."""
+    y = np.repeat(np.arange(n_classes), per_class)
+    x = np.zeros((len(y), 32, 32, 3), np.uint8)
+    np.savez(path, **{"x_train": x, "y_train": y, "x_test": x, "y_test": y, **arrays})
+    return path
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 19] + [1] * 18), r"y_train holds labels outside 0\.\.9 \(min 0, max 19\)"),
+        (np.array([-1] + [0] * 19), r"y_train holds labels outside 0\.\.9 \(min -1, max 0\)"),
+        (np.array([0.7] + [1.0] * 19), r"y_train must hold integer labels, got 0\.7 \(float64\)"),
+        (np.array([np.nan] + [1.0] * 19), r"y_train must hold integer labels, got nan"),
+        (np.array(["cat"] * 20), r"y_train must hold integer labels, got dtype <U3"),
+    ],
+)
+def test_labels_outside_the_classes_are_refused(tmp_path, labels, message):
+    path = write_npz(tmp_path / "cifar10.npz", y_train=labels)
+    with pytest.raises(ValueError, match=message) as err:
+        D.load_cifar("cifar10", root=tmp_path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_label_range_and_class_names_follow_the_data_set(tmp_path):
+    write_npz(tmp_path / "cifar10.npz", y_test=np.full(20, 10))
+    with pytest.raises(ValueError, match=r"y_test holds labels outside 0\.\.9 \(min 10, max 10\)"):
+        D.load_cifar("cifar10", root=tmp_path)
+    write_npz(tmp_path / "cifar10.npz", classes=np.array([f"c{i}" for i in range(100)]))
+    with pytest.raises(ValueError, match="cifar10.npz: classes has 100 names, but cifar10 has 10 classes"):
+        D.load_cifar("cifar10", root=tmp_path)
+    write_npz(tmp_path / "cifar100.npz", n_classes=100, per_class=1, y_test=np.arange(1, 101))
+    with pytest.raises(ValueError, match=r"y_test holds labels outside 0\.\.99 \(min 1, max 100\)"):
+        D.load_cifar("cifar100", root=tmp_path)
+
+
+def test_whole_labels_stored_as_floats_or_small_ints_still_load(tmp_path):
+    y = np.repeat(np.arange(10), 2)
+    write_npz(tmp_path / "cifar10.npz", y_train=y.astype(np.float32), y_test=y.astype(np.uint8))
+    arrays = D.load_cifar("cifar10", root=tmp_path)
+    assert arrays.y_train.dtype == arrays.y_test.dtype == np.int64
+    assert arrays.y_train.tolist() == arrays.y_test.tolist() == y.tolist()
+    assert arrays.classes == [str(i) for i in range(10)]  # no classes array: the labels' numbers
+
+
+def test_a_given_root_is_the_only_place_looked(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_npz(elsewhere / "cifar10.npz")
+    monkeypatch.setenv(D.DATA_ENV, str(elsewhere))  # a copy the default search finds
+    assert D.load_cifar("cifar10").source == str(elsewhere / "cifar10.npz")
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    assert D.candidate_dirs(empty) == [empty.resolve()]
+    with pytest.raises(D.DataNotFoundError) as err:
+        D.load_cifar("cifar10", root=empty)
+    assert (
+        str(err.value) == f"no cifar10.npz or cifar-10-batches-py/ in {empty} (give the folder that holds cifar10.npz)"
+    )
+    with pytest.raises(D.DataNotFoundError, match="no cifar100.npz or cifar-100-python/ in"):
+        D.load_cifar("cifar100", root=str(empty))
+
+
+def test_root_may_be_the_npz_file_itself_but_not_another_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(D.DATA_ENV, raising=False)
+    path = write_npz(tmp_path / "my_copy.npz", classes=np.array([f"c{i}" for i in range(10)]))
+    arrays = D.load_cifar("cifar10", root=path)
+    assert arrays.source == str(path) and arrays.classes[3] == "c3" and len(arrays.y_train) == 20
+    (tmp_path / "notes.txt").write_text("not data")
+    with pytest.raises(
+        D.DataNotFoundError, match=r"is a file, not a folder \(give the folder that holds cifar10.npz\)"
+    ):
+        D.load_cifar("cifar10", root=tmp_path / "notes.txt")

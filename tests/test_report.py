@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -241,3 +242,49 @@ def test_comparisons_ask_the_semi_supervised_question_where_both_sides_have_runs
     # means 81 against 79.5, stds 1.41 and 0.71: above by more than the larger one
     assert last == ("kd-adv-dense - kd with 10% of the labels = +1.50 points (last epoch, 2 seeds vs 2); "
                     "above by more than one std (1.41)? yes")  # fmt: skip
+
+
+def test_a_half_written_last_line_is_left_out_with_a_warning(tmp_path, capsys):
+    for seed in range(2):
+        write_run(tmp_path, f"s{seed}", "scratch", seed, [50, 60], [50, 60])
+    write_run(tmp_path, "s2", "scratch", 2, [50], [50], epochs=2)
+    log = tmp_path / "s2" / "log.jsonl"
+    with open(log, "a") as f:
+        f.write('{"epoch": 2, "test_acc": 6')  # the run was killed while writing epoch 2
+    with pytest.warns(UserWarning, match=re.escape(f"{log}, line 2: cut short")) as caught:
+        runs = {r.path: r for r in load_runs(tmp_path)}
+    assert len(caught) == 1
+    run = runs[str(tmp_path / "s2")]
+    assert run.epochs_done == 1 and run.curve == [50] and not run.complete
+    with pytest.warns(UserWarning, match="cut short"):
+        assert main(["report", "--runs", str(tmp_path)]) == 0
+    assert f"Incomplete runs left out: {tmp_path / 's2'}" in (tmp_path / "table.md").read_text()
+    log.write_text(log.read_text().replace("_acc", "_a"))  # now every line is half-written or wrong
+    with pytest.raises(ValueError, match=re.escape(f"{log}, line 1: not an epoch's record")):
+        load_runs(tmp_path)
+
+
+def test_an_unreadable_log_line_or_config_names_the_file_and_line(tmp_path, capsys):
+    write_run(tmp_path, "a0", "scratch", 0, [50, 60, 70], [50, 60, 70])
+    log = tmp_path / "a0" / "log.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], lines[1][:15], lines[2]]) + "\n")  # a broken line, not the last
+    assert main(["report", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {log}, line 2: Unterminated string starting at (column 14)" in err and "move its run" in err
+    log.write_text("\n".join([lines[0], "[1, 2]", lines[2]]) + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{log}, line 2: not an epoch's record")):
+        load_runs(tmp_path)
+    log.write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "a0" / "config.json"
+    good = cfg.read_text()
+    cfg.write_text('{"method": "scratch",\n "student": "resnet8}')
+    assert main(["report", "--runs", str(tmp_path), "--screen"]) == 2
+    assert f"error: {cfg}, line 2: Unterminated string starting at (column 13)" in capsys.readouterr().err
+    cfg.write_text(json.dumps({"method": "scratch", "student": "resnet8", "epochs": 3}))
+    with pytest.raises(ValueError, match=re.escape(f"{cfg}: lacks dataset, seed; fix the file")):
+        load_runs(tmp_path)
+    cfg.write_text(good)
+    (tmp_path / "a0" / "stopped.json").write_text("{")
+    with pytest.raises(ValueError, match="stopped.json, line 1: Expecting property name"):
+        make_report(tmp_path)

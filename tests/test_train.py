@@ -90,9 +90,28 @@ def test_short_run_beats_chance_on_real_cifar10(cifar):
 
 
 def test_labelled_fraction_uses_only_labelled_images_for_ce(teacher_file):
-    res = train(small("adv-dense", teacher_file, epochs=1, labelled_fraction=0.1), progress=False, verbose=False)
-    assert res.loaders.num_labelled == 20  # 10 % of the 18 training images of each class, rounded: 2 a class
-    assert res.history[0]["loss_ce"] > 0
+    """2 labels a class are kept, the rest are -1; a step's cross-entropy is the mean over the
+    labelled images of its batch only."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from dfkd_lib.train import Run
+
+    cfg = small("adv-dense", teacher_file, epochs=1, labelled_fraction=0.1)
+    run = Run(cfg, None, load_model(teacher_file), progress=False)
+    run.calibrate()
+    assert run.loaders.num_labelled == 20  # 10 % of the 18 training images of each class, rounded: 2 a class
+    y_all = run.loaders.train.labels  # every training image's label (an epoch drops the last partial batch)
+    assert len(y_all) == 180 and int((y_all >= 0).sum()) == 20
+    assert torch.bincount(y_all[y_all >= 0], minlength=10).tolist() == [2] * 10
+    x, y = next((x, y) for x, y in run.loaders.train if 0 < int((y >= 0).sum()) < len(y))  # labelled and not
+    with torch.no_grad():
+        logits = copy.deepcopy(run.student).train()(x)
+    terms, _ = run.train_step(x, y, run.flags(run.stage(0)))
+    want = cfg.ce_weight * F.cross_entropy(logits[y >= 0], y[y >= 0])
+    assert float(terms["ce"]) == pytest.approx(float(want), rel=1e-5)
+    assert float(want) != pytest.approx(float(cfg.ce_weight * F.cross_entropy(logits, y.clamp(min=0))), rel=1e-3)
 
 
 def test_unlabelled_images_feed_the_flow_and_adversarial_terms_only(teacher_file):
@@ -395,3 +414,13 @@ def test_a_skipped_float16_step_advances_the_schedule_without_pytorch_s_warning(
     fresh = Run(small("scratch", None, epochs=1), None, None, progress=False)
     with pytest.warns(UserWarning, match="before `optimizer.step"):
         fresh.sched.step()
+
+
+def test_resuming_from_a_checkpoint_without_its_fields_names_them(tmp_path):
+    run_dir = tmp_path / "run"
+    train(small("scratch", None, epochs=1, out_dir=str(run_dir)), progress=False, verbose=False)
+    ck = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del ck["config"]
+    torch.save(ck, run_dir / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt.*'config'"):
+        train(small("scratch", None, epochs=2, out_dir=str(run_dir), resume=True), progress=False, verbose=False)
