@@ -39,8 +39,16 @@ def test_bench_train_times_every_method_with_its_terms_on():
     assert ops["adv-dense D256,128"] == ops["adv-dense"]  # wider discriminators, the same operations
 
 
-def test_bench_flow_runs():
-    assert run("bench_flow.py", "--batch", "4", "--repeats", "1", "--depths", "8", "--device", "cpu").strip()
+def test_bench_flow_times_both_implementations_for_each_depth():
+    text = run("bench_flow.py", "--batch", "4", "--repeats", "1", "--depths", "8", "14", "--device", "cpu")
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("ResNet-")}
+    assert set(rows) == {"ResNet-8", "ResNet-14"}
+    # taps: the stem and one a block (1 + 3 n for depth 6 n + 2); dense items: pairs of taps
+    assert rows["ResNet-8"][1:3] == ["4", "6"] and rows["ResNet-14"][1:3] == ["7", "21"]
+    for cells in rows.values():  # two times and their ratio, forward then forward + backward
+        times = [float(c.removesuffix("ms")) for c in cells if c.endswith("ms")]
+        ratios = [float(c.removesuffix("x")) for c in cells if c.endswith("x")]
+        assert len(times) == 4 and len(ratios) == 2 and min(times) >= 0 and min(ratios) > 0
 
 
 def test_bench_disc_counts_fewer_operations_for_the_batched_discriminator_step():

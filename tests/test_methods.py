@@ -363,6 +363,29 @@ def test_scaled_and_unit_inputs_are_what_they_say(teacher):
         assert torch.allclose(g, s / k, rtol=1e-6)
 
 
+def test_the_item_normalised_flow_term_divides_each_item_by_the_teacher_s_rms_norm(teacher):
+    """``flow_norm="item"``: item k's squared distance over s_k squared, s_k the teacher item's RMS
+    Frobenius norm over the first four batches, computed here from the data."""
+    cfg = config_for("dense", teacher=teacher, epochs=1, flow_norm="item", **BASE)
+    assert cfg.flow_reduction == "sum"
+    run = Run(cfg, None, None, progress=False)
+    run.calibrate()
+    sq = []
+    for xb, _ in run._first_batches(CALIBRATION_BATCHES):
+        flows = run.plan.teacher_flows(run.teacher(xb, return_taps=True)[1])
+        sq.append(torch.stack([g.flatten(1).pow(2).sum(1).mean() for g in flows]))
+    scale = torch.stack(sq).mean(0).sqrt()
+    x, y = run._first_batches(1)[0]
+    student = copy.deepcopy(run.student).train()
+    with torch.no_grad():
+        g_t = run.plan.teacher_flows(run.teacher(x, return_taps=True)[1])
+        g_s = run.plan.student_flows(student(x, return_taps=True)[1])
+    want = run.lambda_flow * sum(((a - b) / s).pow(2).flatten(1).sum(1).mean() for a, b, s in zip(g_t, g_s, scale))
+    terms, _ = run.train_step(x, y, run.flags(run.stage(0)))
+    assert float(terms["flow"]) == pytest.approx(float(want), rel=1e-5)
+    assert float(scale.max() / scale.min()) > 1.5  # the items differ in scale: equal weights would not match
+
+
 def test_the_flow_probe_is_the_relative_distance_on_the_first_validation_images(teacher):
     cfg = config_for("dense", teacher=teacher, epochs=1, probe_images=7, **BASE)
     res = train(cfg, progress=False, verbose=False)
