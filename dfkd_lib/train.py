@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import random
 import time
@@ -42,7 +43,7 @@ from . import losses as L
 from .checkpoint import CheckpointError, atomic_save, check_training_checkpoint, safe_load, save_model
 from .data import Loaders, get_loaders, make_synthetic
 from .discriminators import FlowDiscriminators
-from .flow import FlowPlan, make_flow_plan
+from .flow import PAIR_SETS, FlowPlan, make_flow_plan
 from .methods import METHODS, RECIPE_VERSIONS, RECIPES, get_method
 from .models import CifarResNet, model_from_name
 
@@ -133,6 +134,17 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid option."""
+        for f in dataclasses.fields(self):  # numbers first: a string "3" would fail the comparisons below
+            v, kind = getattr(self, f.name), str(f.type)
+            number = isinstance(v, numbers.Real) and not isinstance(v, bool)  # numpy's numbers too
+            if kind.split(" | ")[0] in ("int", "float") and not number and not (v is None and "None" in kind):
+                raise ValueError(f"invalid {f.name}: {v!r} (must be a number, not {type(v).__name__})")
+        ok_pairs = self.pairs in PAIR_SETS or (
+            isinstance(self.pairs, list | tuple)
+            and all(isinstance(p, list | tuple) and len(p) == 2 for p in self.pairs)
+        )
+        if not ok_pairs:
+            raise ValueError(f"invalid pairs: {self.pairs!r} (must be one of {PAIR_SETS} or a list of (a, b) pairs)")
         checks = [
             (self.method in METHODS, "method", f"one of {', '.join(METHODS)}"),
             (self.epochs >= 1, "epochs", "at least 1"),

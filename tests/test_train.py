@@ -274,7 +274,7 @@ def test_bad_configs_raise_clear_errors(teacher_file):
         TrainConfig(method="kd").validate()
     with pytest.raises(ValueError, match="invalid gan_loss"):
         config_for("adv", teacher="x", gan_loss="wgan").validate()
-    with pytest.raises(ValueError, match="unknown pair set"):
+    with pytest.raises(ValueError, match="invalid pairs: 'everything'"):
         train(small("dense", teacher_file, pairs="everything"), progress=False, verbose=False)
 
 
@@ -298,6 +298,11 @@ def test_bad_configs_raise_clear_errors(teacher_file):
         ("adv", {"d_every": 0}, "invalid d_every"),
         ("adv", {"d_r1": -1.0}, "invalid d_noise/d_r1"),
         ("scratch", {"max_train_batches": 0}, "invalid max_train_batches: 0"),
+        ("scratch", {"epochs": "3"}, r"invalid epochs: '3' \(must be a number, not str\)"),
+        ("scratch", {"lr": "0.1"}, "invalid lr: '0.1'"),
+        ("scratch", {"amp": True, "epochs": True}, "invalid epochs: True .*not bool"),
+        ("dense", {"pairs": 5}, r"invalid pairs: 5 \(must be one of \('sparse', 'chain', 'dense'\) or a list"),
+        ("dense", {"pairs": [[0, 1, 2]]}, "invalid pairs"),
     ],
 )
 def test_invalid_options_are_named_before_anything_runs(method, options, needle):
