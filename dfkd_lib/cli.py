@@ -319,11 +319,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = make_parser()
     args = parser.parse_args(argv)
+    out_dir = None  # the run folder of train and train-teacher, for the message on Ctrl-C
     try:
         if args.command in ("train", "train-teacher") and args.device is not None:
             _check_device(args.device)  # before the config, whose check of devices is coarser
         if args.command == "train":
-            _run_training(args, build_config(args))
+            cfg = build_config(args)
+            out_dir = cfg.out_dir
+            _run_training(args, cfg)
         elif args.command == "train-teacher":
             file_values = _load_yaml(args.config) if args.config else {}
             arch = args.arch or file_values.get("student") or "resnet26"
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             train_cfg = build_config(args, {"method": "scratch", "student": arch})
             if default_out:
                 train_cfg.out_dir = f"runs/teacher-{arch}-{train_cfg.dataset}-s{train_cfg.seed}"
+            out_dir = train_cfg.out_dir
             _run_training(args, train_cfg)
         elif args.command == "evaluate":
             import torch
@@ -392,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m dfkd_lib {args.command}: stopped: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("interrupted; the last finished epoch is in the checkpoint (continue with --resume)", file=sys.stderr)
+        checkpoint = Path(out_dir) / "checkpoint.pt" if out_dir else None
+        if checkpoint is not None and checkpoint.exists():
+            msg = f"the last finished epoch is in {checkpoint} (continue: the same command with --resume)"
+        elif args.command in ("train", "train-teacher"):
+            msg = "no epoch had finished in a run folder: nothing to resume"
+        else:
+            msg = "nothing was written"
+        print(f"interrupted; {msg}", file=sys.stderr)
         return 130
     return 0

@@ -201,3 +201,21 @@ def test_evaluate_documents_its_flags_and_offers_none_it_lacks(tmp_path, monkeyp
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "cifar10 not found" in err[0], err
     assert "--download" not in err[0] and err[0].endswith("or pass that folder with --data-dir.")
+
+
+def test_ctrl_c_says_whether_there_is_a_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys):
+    import dfkd_lib.cli as cli
+
+    def interrupted(args, cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_training", interrupted)
+    out = tmp_path / "run"
+    args = ["train", "--method", "scratch", "--dataset", "synthetic", "--epochs", "1", "--out", str(out)]
+    assert main(args) == 130
+    assert "no epoch had finished in a run folder: nothing to resume" in capsys.readouterr().err
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"")  # what a finished epoch leaves
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"the last finished epoch is in {out / 'checkpoint.pt'}" in err and "--resume" in err
