@@ -345,10 +345,7 @@ def main(argv: list[str] | None = None) -> int:
 
             _check_device(args.device)
             device = pick_device(args.device)
-            try:
-                model = load_teacher(args.model).to(device)
-            except (FileNotFoundError, IsADirectoryError) as err:  # load_teacher speaks of a teacher
-                raise type(err)(re.sub(r"^teacher ", "--model ", str(err))) from None
+            model = load_teacher(args.model, what="--model").to(device)
             try:
                 loaders = get_loaders(args.dataset, root=args.data_dir, device=device)
             except DataNotFoundError as err:  # evaluate has no --download

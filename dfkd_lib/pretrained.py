@@ -78,8 +78,9 @@ def load_pretrained(name: str, verify: bool = True) -> CifarResNet:
     return model
 
 
-def load_teacher(spec: str) -> CifarResNet:
-    """A teacher from a model/checkpoint file path or the name of a shipped model.
+def load_teacher(spec: str, what: str = "teacher") -> CifarResNet:
+    """A teacher from a model/checkpoint file path or the name of a shipped model; ``what`` names
+    ``spec`` in the errors (the CLI's ``evaluate`` passes ``"--model"``).
 
     Raises:
         FileNotFoundError: ``spec`` is neither a file nor a shipped name.
@@ -92,11 +93,11 @@ def load_teacher(spec: str) -> CifarResNet:
     if path.is_dir():
         inside = [p.name for p in (path / "model.pt", path / "checkpoint.pt") if p.is_file()]
         hint = f"; it holds {' and '.join(inside)}: pass {path / inside[0]}" if inside else ""
-        raise IsADirectoryError(f"teacher {spec!r} is a folder, not a model file{hint}")
+        raise IsADirectoryError(f"{what} {spec!r} is a folder, not a model file{hint}")
     if path.exists():
         return load_model(path)
     raise FileNotFoundError(
-        f"teacher {spec!r} is neither a file nor a pretrained name (available: {available() or 'none'})"
+        f"{what} {spec!r} is neither a file nor a pretrained name (available: {available() or 'none'})"
     )
 
 
