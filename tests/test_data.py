@@ -82,15 +82,22 @@ def test_torchvision_format(tmp_path, monkeypatch):
     def batch(n):
         return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
 
-    for i in range(1, 6):
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(20)))
-    (folder / "test_batch").write_bytes(pickle.dumps(batch(10)))
+    train_batches = [batch(20) for _ in range(5)]
+    for i, b in enumerate(train_batches, 1):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(b))
+    test = batch(10)
+    (folder / "test_batch").write_bytes(pickle.dumps(test))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
     arrays = D.load_cifar("cifar10", root=tmp_path)
     assert arrays.x_train.shape == (100, 32, 32, 3) and arrays.x_test.shape == (10, 32, 32, 3)
     assert arrays.classes == [f"c{i}" for i in range(10)]
+    # labels and pixels as stored: batches in order, each row 3 planes of 32 x 32 (channels last here)
+    assert arrays.y_train.tolist() == [int(v) for b in train_batches for v in b["labels"]]
+    assert arrays.y_test.tolist() == [int(v) for v in test["labels"]]
+    assert np.array_equal(arrays.x_train[20], train_batches[1]["data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert np.array_equal(arrays.x_test[-1], test["data"][-1].reshape(3, 32, 32).transpose(1, 2, 0))
     assert D.load_cifar("cifar10", root=folder).y_train.tolist() == arrays.y_train.tolist()  # the folder itself
 
 
