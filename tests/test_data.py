@@ -164,7 +164,7 @@ def test_an_npz_with_pickled_objects_is_refused_without_running_them(tmp_path, c
     assert not marker.exists()
 
 
-def test_augmentation_crops_and_flips_whole_batches():
+def test_augmentation_is_seeded_by_the_seed_and_the_epoch():
     x = torch.arange(2 * 3 * 32 * 32, dtype=torch.int64).remainder(251).to(torch.uint8).view(2, 3, 32, 32)
     loader = D.BatchLoader(
         x, torch.tensor([0, 1]), 2, mean=(0, 0, 0), std=(1 / 255,) * 3, shuffle=True, augment=True, seed=1

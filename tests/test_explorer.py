@@ -32,9 +32,14 @@ def test_recorder_keeps_flows_per_epoch(synthetic, tmp_path):
     g_t = res.plan.teacher_flows(t_taps)  # the teacher's taps, through the plan's teacher side
     for k in range(6):
         np.testing.assert_allclose(rec.teacher[2][k], g_t[k][2].numpy(), rtol=1e-4, atol=1e-6)
-    # the student moved between epochs, the teacher is recorded once
+    # the student moved between epochs; the teacher is recorded once, not once an epoch
     assert not np.allclose(rec.student[0][0][5], rec.student[2][0][5])
+    assert len(rec.teacher) == len(rec.student[0])
     d0, d2 = rec.distance(0), rec.distance(2)
+    # epoch 2's distances from the flows computed above: squared distance of the image-mean matrices
+    g_s = plan.student_flows(taps)
+    want = [float((g_t[k].mean(0) - g_s[k].mean(0)).pow(2).sum()) for k in range(6)]
+    assert d2 == pytest.approx(want, rel=1e-3, abs=1e-9)
     assert len(d0) == 6 and sum(d2) < sum(d0)  # dense transfer pulled the flows together
     fig = plot_flow_evolution(rec, image=None)
     assert len(fig.axes) >= 6 * 5
