@@ -421,3 +421,59 @@ def test_family_styles_give_a_hue_per_family_and_a_shade_and_marker_per_member()
     assert len({styles[n]["marker"] for n in ("a1", "a2", "a3")}) == 3
     assert styles["x"]["color"] not in {s["color"] for n, s in styles.items() if n != "x"}
     assert plots.family_styles({"x": "other"}, colors={"other": "#123456"})["x"]["color"] == "#123456"
+
+
+def test_flow_grid_titles_each_panel_with_its_size_and_hides_the_empty_ones():
+    flows = [np.ones((2, 4, 8)), np.zeros((16, 16)), np.eye(3)]
+    fig = plots.plot_flow_grid(flows, names=["a", "b", "c"], ncols=2, title="t")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["a  (4×8)", "b  (16×16)", "c  (3×3)"]
+    assert sum(not ax.get_visible() for ax in fig.axes) == 1  # 3 items on a 2 x 2 grid
+    assert fig._suptitle.get_text() == "t"
+    with pytest.raises(ValueError, match="3 flow items but 2 names"):
+        plots.plot_flow_grid(flows, names=["a", "b"])
+    with pytest.raises(ValueError, match="no flow items"):
+        plots.plot_flow_grid([])
+    plt.close("all")
+
+
+def test_show_images_one_panel_an_image_titled_with_its_class_and_normalisation_undone():
+    x = np.zeros((3, 3, 4, 4))  # (N, 3, H, W) floats, normalised with mean 0.5 and std 0.25
+    x[1] = 2.0  # 0.5 + 0.25 * 2 = 1.0: white
+    fig = plots.show_images(x, labels=[2, 0, 1], classes=["cat", "dog", "owl"], ncols=2, mean=(0.5,) * 3,
+                            std=(0.25,) * 3)  # fmt: skip
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["owl", "cat", "dog"] and len(fig.axes) == 4
+    assert shown[0].images[0].get_array().shape == (4, 4, 3)  # channels last for imshow
+    assert np.allclose(shown[0].images[0].get_array(), 0.5) and np.allclose(shown[1].images[0].get_array(), 1.0)
+    with pytest.raises(ValueError, match="4-d"):
+        plots.show_images(np.zeros((4, 4, 3)))
+    plt.close("all")
+
+
+def test_tap_alignment_puts_each_student_tap_under_its_teacher_tap():
+    t, s = cifar_resnet(14), cifar_resnet(8)
+    mapping = [0, 2, 4, 6]  # align_taps(2, 1)
+    fig = plots.plot_tap_alignment(t.tap_names(), t.tap_stages, s.tap_names(), s.tap_stages, mapping)
+    ax = fig.axes[0]
+    teacher_dots, student_dots = ax.collections[-2], ax.collections[-1]
+    assert teacher_dots.get_offsets()[:, 0].tolist() == list(range(len(t.tap_stages)))
+    assert student_dots.get_offsets()[:, 0].tolist() == mapping
+    assert [line.get_xdata()[0] for line in ax.lines] == mapping  # one dashed line a match
+    with pytest.raises(ValueError, match="one entry per student tap"):
+        plots.plot_tap_alignment(t.tap_names(), t.tap_stages, s.tap_names(), s.tap_stages, mapping[:3])
+    plt.close("all")
+
+
+def test_gram_blocks_outline_the_items_and_label_the_taps():
+    names, channels = ["stem", "s1", "s2"], [2, 2, 4]
+    gram = np.arange(8 * 4, dtype=float).reshape(8, 4)  # columns: the first two taps
+    fig = plots.plot_gram_blocks(gram, names, channels, items=[(1, 0), (2, 1)])
+    ax = fig.axes[0]
+    boxes = [(p.get_xy(), p.get_width(), p.get_height()) for p in ax.patches]
+    assert boxes == [((-0.5, 1.5), 2, 2), ((1.5, 3.5), 2, 4)]  # (x, y) of the top-left corner, in cells
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == names
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == names[:2]  # columns hold two taps
+    with pytest.raises(ValueError, match="does not fit channels"):
+        plots.plot_gram_blocks(gram, names, [2, 2, 2])
+    plt.close("all")
