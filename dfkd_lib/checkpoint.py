@@ -95,7 +95,7 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         lines = [line.strip() for line in str(e).splitlines()]
         unsafe = [line for line in lines if _UNSAFE.search(line)]
         if not unsafe:
-            raise _not_a_checkpoint(path) from e
+            raise _not_a_checkpoint(path, e) from e
         raise UnsafeCheckpointError(
             f"refused to load {path}: it holds objects other than tensors and plain data, and loading those "
             f"could run code from the file, so it may be unsafe ({unsafe[0]}). dfkd_lib's own model files and "
@@ -104,18 +104,24 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         ) from None
     except PermissionError as e:
         raise CheckpointError(f"cannot read {path}: permission denied") from e
-    except Exception as e:  # empty, truncated, not a zip, another format...: torch's text would only confuse
-        raise _not_a_checkpoint(path) from e
+    except Exception as e:  # empty, truncated, not a zip, another format...
+        raise _not_a_checkpoint(path, e) from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a dfkd_lib checkpoint (found {type(obj).__name__})")
     return obj
 
 
-def _not_a_checkpoint(path: Path) -> CheckpointError:
-    """The one-line error for a file that ``torch.load`` cannot read at all (torch's own text
-    would only suggest ``weights_only=False``, which is the unsafe way)."""
+def _not_a_checkpoint(path: Path, e: Exception) -> CheckpointError:
+    """The one-line error for a file that ``torch.load`` cannot read: torch's reason, without its
+    advice to retry with ``weights_only=False`` (the unsafe way) or to file an issue."""
+    advice = ("weights_only", "file an issue", "documentation", "Please ", "WeightsUnpickler error:")
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    reason = " ".join(line for line in lines if not any(a in line for a in advice))
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
     return CheckpointError(
-        f"{path} is not a PyTorch checkpoint (corrupt, truncated or another format): re-download or re-train it"
+        f"{path} is not a PyTorch checkpoint (corrupt, truncated or another format"
+        + (f"; torch: {reason}" if reason else "")
+        + "): re-download or re-train it"
     )
 
 
@@ -153,8 +159,12 @@ def check_training_checkpoint(ck: dict, path: str | os.PathLike) -> None:
     _field(_field(ck, "config", dict, path), "student", str, path, "config.student")
     _field(ck, "epoch", int, path, minimum=0)
     _field(ck, "num_classes", int, path)
-    for name, kind in (("student", dict), ("opt", dict), ("sched", dict), ("rng", dict), ("history", list)):
+    for name, kind in (("student", dict), ("opt", dict), ("sched", dict), ("scaler", dict), ("scaler_d", dict),
+                       ("rng", dict), ("history", list)):  # fmt: skip
         _field(ck, name, kind, path)
+    for name in ("discriminators", "opt_d"):  # None for a run without discriminators
+        if name not in ck or ck[name] is not None:
+            _field(ck, name, dict, path)
 
 
 def _state_dict_hint(path: Path, obj: dict) -> str:
@@ -166,11 +176,16 @@ def _state_dict_hint(path: Path, obj: dict) -> str:
         shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
         return (f"{path} is not a dfkd_lib model or training checkpoint (it has no 'format' field; its keys: "
                 f"{shown or 'none'}): save models with dfkd_lib.save_model")  # fmt: skip
-    arch, classes = "'resnet8'", "10"  # an example, unless the weights tell
+    if all(str(k).startswith("module.") for k in state):
+        return (f"{path} is not a dfkd_lib model file: it holds the plain weights of a wrapped model (its keys start "
+                "with 'module.', as DistributedDataParallel saves them); strip that prefix, load them into "
+                "dfkd_lib.model_from_name(...) and save it with dfkd_lib.save_model")  # fmt: skip
     blocks = [int(m.group(1)) for k in state if (m := re.fullmatch(r"stages\.0\.(\d+)\.conv1\.weight", str(k)))]
     fc = state.get("fc.weight")
-    if blocks and fc is not None and fc.dim() == 2:
-        arch, classes = f"'resnet{6 * (max(blocks) + 1) + 2}'", str(fc.shape[0])
+    if not blocks or fc is None or fc.dim() != 2:
+        return (f"{path} is not a dfkd_lib model file: it holds plain weights (a state_dict) of a network that is not "
+                "one of dfkd_lib's CIFAR ResNets")  # fmt: skip
+    arch, classes = f"'resnet{6 * (max(blocks) + 1) + 2}'", str(fc.shape[0])
     load = f"torch.load({str(path)!r}, weights_only=True)" + ("['state_dict']" if wrapped else "")
     return (
         f"{path} is not a dfkd_lib model or training checkpoint: it holds plain weights (a state_dict). Convert it "
