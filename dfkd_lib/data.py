@@ -156,7 +156,7 @@ def _load_npz(path: Path, name: str) -> DatasetArrays:
             raise ValueError(f"{path}: y_{split} has shape {y.shape}, expected ({x.shape[0]},)")
     if names is not None and names.ndim != 1:
         raise ValueError(f"{path}: classes must be a 1-D array of names, got shape {names.shape}")
-    classes = None if names is None else [str(c) for c in names]
+    classes = [str(c) for c in names] if names is not None and names.size else None  # empty: numbered
     _check_labels(path, name, {"y_train": arrays["y_train"], "y_test": arrays["y_test"]}, classes)
     classes = classes or [str(i) for i in range(NUM_CLASSES[name])]
     return DatasetArrays(
@@ -214,6 +214,9 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
         if given.is_file():
             if given.suffix != ".npz":
                 raise DataNotFoundError(f"data folder {root} is a file, not a folder ({hint})")
+            others = [n for n in NUM_CLASSES if n != name and given.stem == n]
+            if others:
+                raise ValueError(f"{root} holds {others[0]}, not {name}: pass {name}.npz or the folder that holds it")
             return _load_npz(given, name)
         if given.name == _TV_FOLDERS[name] and given.is_dir():  # torchvision's folder itself
             return _read_torchvision(given.parent, name)

@@ -268,6 +268,14 @@ def test_whole_labels_stored_as_floats_or_small_ints_still_load(tmp_path):
     assert arrays.y_train.dtype == arrays.y_test.dtype == np.int64
     assert arrays.y_train.tolist() == arrays.y_test.tolist() == y.tolist()
     assert arrays.classes == [str(i) for i in range(10)]  # no classes array: the labels' numbers
+    write_npz(tmp_path / "cifar10.npz", classes=np.array([], dtype=str))
+    assert D.load_cifar("cifar10", root=tmp_path).classes == [str(i) for i in range(10)]  # an empty one too
+
+
+def test_a_file_named_for_the_other_data_set_is_refused(tmp_path):
+    path = write_npz(tmp_path / "cifar10.npz")
+    with pytest.raises(ValueError, match="cifar10.npz holds cifar10, not cifar100"):
+        D.load_cifar("cifar100", root=path)
 
 
 def test_a_given_root_is_the_only_place_looked(tmp_path, monkeypatch):
