@@ -22,12 +22,15 @@ Each epoch appends one JSON line to ``log.jsonl`` and atomically rewrites ``chec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import numbers
 import os
 import random
 import time
+import types
+import typing
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -134,16 +137,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid option."""
-        for f in dataclasses.fields(self):  # numbers first: a string "3" would fail the comparisons below
-            v, kind = getattr(self, f.name), str(f.type)
-            number = isinstance(v, numbers.Real) and not isinstance(v, bool)  # numpy's numbers too
-            if kind.split(" | ")[0] in ("int", "float") and not number and not (v is None and "None" in kind):
-                raise ValueError(f"invalid {f.name}: {v!r} (must be a number, not {type(v).__name__})")
-        ok_pairs = self.pairs in PAIR_SETS or (
-            isinstance(self.pairs, list | tuple)
-            and all(isinstance(p, list | tuple) and len(p) == 2 for p in self.pairs)
-        )
-        if not ok_pairs:
+        for name, optional in _number_fields().items():  # first: a string "3" would fail the comparisons below
+            v = getattr(self, name)
+            if not (isinstance(v, numbers.Real) and not isinstance(v, bool)) and not (optional and v is None):
+                raise ValueError(f"invalid {name}: {v!r} (must be a number, not {type(v).__name__})")
+        if not _is_pair_set(self.pairs):
             raise ValueError(f"invalid pairs: {self.pairs!r} (must be one of {PAIR_SETS} or a list of (a, b) pairs)")
         checks = [
             (self.method in METHODS, "method", f"one of {', '.join(METHODS)}"),
@@ -213,6 +211,34 @@ class TrainConfig:
         """Every option, tuples as lists (as ``config.json`` and checkpoints store them)."""
         d = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@functools.cache
+def _number_fields() -> dict[str, bool]:
+    """The options of :class:`TrainConfig` that take a number (numpy's numbers count), each with
+    whether ``None`` is allowed too."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        hint = hints[f.name]
+        if hint in (int, float):
+            out[f.name] = False
+        elif isinstance(hint, types.UnionType) and set(typing.get_args(hint)) in (
+            {int, type(None)},
+            {float, type(None)},
+        ):
+            out[f.name] = True  # int | None, float | None
+    return out
+
+
+def _is_pair_set(pairs: Any) -> bool:
+    """A named pair set, or a sequence of two-element pairs (lists, tuples, arrays)."""
+    if isinstance(pairs, str):
+        return pairs in PAIR_SETS
+    try:
+        return len(pairs) > 0 and all(len(p) == 2 for p in pairs)
+    except TypeError:  # not a sequence, or pairs that are not
+        return False
 
 
 def config_for(method: str, *, recipe: int = RECIPE_VERSIONS[-1], **overrides: Any) -> TrainConfig:
@@ -430,7 +456,7 @@ class Run:
         elif self.teacher is not None and cfg.probe_images > 0:
             try:  # only for the flow probe: a pair the method can train without flows is not refused
                 self.plan = make_flow_plan(self.teacher, self.student, cfg.pairs, cfg.pool)
-            except ValueError as e:
+            except (ValueError, TypeError) as e:
                 warnings.warn(f"no flow probe for this teacher and student ({e}); set probe_images=0 "
                               "to go without it quietly", stacklevel=2)  # fmt: skip
         self.at_taps = None

@@ -429,3 +429,11 @@ def test_resuming_from_a_checkpoint_without_its_fields_names_them(tmp_path):
     torch.save(ck, run_dir / "checkpoint.pt")
     with pytest.raises(CheckpointError, match=r"checkpoint.pt.*'config'"):
         train(small("scratch", None, epochs=2, out_dir=str(run_dir), resume=True), progress=False, verbose=False)
+
+
+def test_validate_accepts_numpy_numbers_and_pairs_given_as_arrays():
+    import numpy as np
+
+    cfg = config_for("dense", teacher="t.pt", epochs=np.int64(2), lr=np.float32(0.05), pairs=np.array([[0, 1], [1, 3]]))
+    cfg.validate()
+    config_for("dense", teacher="t.pt", pairs=[np.array([0, 1])], stage1_epochs=None, max_train_batches=None).validate()
