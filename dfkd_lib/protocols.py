@@ -110,8 +110,19 @@ class Protocol:
         """``mine`` minus ``theirs``, seed by seed (in seed order), over the seeds both groups have:
         the differences of a :class:`~dfkd_lib.report.RunSummary` field (``"last"``, ``"best"``,
         ``"val_last"``, ...) between runs that share their seed, so their split and their first
-        weights. A seed whose run did not log ``key`` is left out."""
-        by_seed = [{r.seed: getattr(r, key) for r in self.runs if r.path in g.paths} for g in (mine, theirs)]
+        weights. A seed whose run did not log ``key`` is left out.
+
+        Raises:
+            ValueError: a group holds two runs of one seed (two folders for one run).
+        """
+        by_seed = []
+        for g in (mine, theirs):
+            runs = [r for r in self.runs if r.path in g.paths]
+            seen = {r.seed: getattr(r, key) for r in runs}
+            if len(seen) != len(runs):
+                twice = sorted(r.path for r in runs if sum(o.seed == r.seed for o in runs) > 1)
+                raise ValueError(f"{g.label} has two runs of one seed: {', '.join(twice)}; keep one of them")
+            by_seed.append(seen)
         a, b = by_seed
         return [a[s] - b[s] for s in sorted(set(a) & set(b)) if a[s] is not None and b[s] is not None]
 

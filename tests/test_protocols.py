@@ -110,3 +110,8 @@ def test_paired_differences_are_taken_seed_by_seed_from_the_logs():
     # a group with fewer seeds pairs over the seeds both have
     one = dataclasses.replace(kd, seeds=kd.seeds[:1], paths=kd.paths[:1], n=1)
     assert len(p.paired(one, scratch)) == 1
+    # two folders of one seed in a group (a copy left below the protocol's folder): said, not guessed
+    twin = dataclasses.replace(p.runs[[r.path for r in p.runs].index(kd.paths[0])], path=kd.paths[0] + "-copy")
+    p.runs.append(twin)
+    with pytest.raises(ValueError, match="kd has two runs of one seed: .*kd-lf1.0-s0, .*kd-lf1.0-s0-copy"):
+        p.paired(dataclasses.replace(kd, paths=[*kd.paths, twin.path]), scratch)
