@@ -33,6 +33,7 @@ from .models import CifarResNet, model_from_name
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
+    "ConfigMismatchError",
     "atomic_save",
     "safe_load",
     "save_model",
@@ -53,6 +54,10 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A file holds objects other than tensors and plain data: loading it could run code."""
+
+
+class ConfigMismatchError(CheckpointError):
+    """A run's checkpoint was made with other options than those it is asked to resume with."""
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError, UnsafeCheckpointError
+from .checkpoint import ConfigMismatchError
 from .methods import METHODS, RECIPE_VERSIONS
 from .train import TrainConfig, config_for
 
@@ -250,12 +250,10 @@ def _run_training(args: argparse.Namespace, cfg: TrainConfig) -> None:
 
     try:
         train(cfg, progress=sys.stderr.isatty(), on_start=on_start)
-    except CheckpointError as e:
-        if not cfg.resume or isinstance(e, UnsafeCheckpointError) or "config differs" not in str(e):
-            raise
+    except ConfigMismatchError as e:
         saved = Path(cfg.out_dir) / "config.json"
         how = f" or pass --config {saved} --resume" if saved.is_file() else ""
-        raise CheckpointError(f"{e}; to resume, repeat the run's original flags{how}") from None
+        raise ConfigMismatchError(f"{e}; to resume, repeat the run's original flags{how}") from None
     if cfg.resume and seen.get("main") and seen["done"] >= seen["total"]:
         print(f"run already complete ({seen['done']}/{seen['total']} epochs): nothing to do", flush=True)
 
@@ -302,6 +300,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", dest="data_dir", default=None, help=HELP["data_dir"])
     e.add_argument("--split", choices=("test", "val"), default="test", help="test images, or the validation split")
     e.add_argument("--device", default="auto", help=HELP["device"] + " (default auto)")
+    e.add_argument("--download", action="store_true", help=HELP["download"])
 
     r = sub.add_parser("report", help="the results table and plots from committed run logs")
     r.add_argument("--runs", default="results/cpu", help="folder of run folders (each with config.json, log.jsonl)")
@@ -339,22 +338,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             import torch
 
-            from .data import DataNotFoundError, get_loaders
+            from .data import get_loaders
             from .pretrained import load_teacher
             from .train import evaluate, pick_device
 
             _check_device(args.device)
             device = pick_device(args.device)
             model = load_teacher(args.model, what="--model").to(device)
-            try:
-                loaders = get_loaders(args.dataset, root=args.data_dir, device=device)
-            except DataNotFoundError as err:  # evaluate has no --download
-                msg = re.sub(
-                    r" or pass download=True \(--download\) when online",
-                    " or pass that folder with --data-dir",
-                    str(err),
-                )
-                raise DataNotFoundError(msg) from None
+            loaders = get_loaders(args.dataset, root=args.data_dir, device=device, download=args.download)
             if loaders.num_classes != model.num_classes:
                 raise ValueError(
                     f"the model has {model.num_classes} classes but {args.dataset} has {loaders.num_classes}"

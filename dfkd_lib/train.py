@@ -43,7 +43,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from . import losses as L
-from .checkpoint import CheckpointError, atomic_save, check_training_checkpoint, safe_load, save_model
+from .checkpoint import (
+    ConfigMismatchError,
+    atomic_save,
+    check_training_checkpoint,
+    safe_load,
+    save_model,
+)
 from .data import Loaders, get_loaders, make_synthetic
 from .discriminators import FlowDiscriminators
 from .flow import PAIR_SETS, FlowPlan, make_flow_plan
@@ -619,7 +625,9 @@ class Run:
             ignore.add("lambda_flow")
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if k not in ignore and theirs.get(k) != v}
         if diff:
-            raise CheckpointError(f"cannot resume {path}: its config differs in {diff} (checkpoint value, new value)")
+            raise ConfigMismatchError(
+                f"cannot resume {path}: its config differs in {diff} (checkpoint value, new value)"
+            )
         self.student.load_state_dict(ck["student"])
         if self.disc:
             self.disc.load_state_dict(ck["discriminators"])

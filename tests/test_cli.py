@@ -188,19 +188,20 @@ def test_resume_says_how_and_says_when_nothing_is_left(tmp_path, capsys):
         assert capsys.readouterr().out.splitlines() == ["run already complete (1/1 epochs): nothing to do"]
 
 
-def test_evaluate_documents_its_flags_and_offers_none_it_lacks(tmp_path, monkeypatch, capsys):
+def test_evaluate_documents_its_flags_and_offers_only_those_it_has(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--dataset DATASET cifar10, cifar100, or synthetic" in text
     assert "--data-dir DATA_DIR folder holding cifar10.npz" in text
     assert "--device DEVICE auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)" in text
+    assert "--download let torchvision download the data set" in text
     save_model(cifar_resnet(8), tmp_path / "m.pt")
     monkeypatch.setattr("dfkd_lib.data.candidate_dirs", lambda root=None: [tmp_path / "empty"])
     assert main(["evaluate", "--model", str(tmp_path / "m.pt"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "cifar10 not found" in err[0], err
-    assert "--download" not in err[0] and err[0].endswith("or pass that folder with --data-dir.")
+    assert err[0].endswith("or pass download=True (--download) when online.")  # a flag evaluate has
 
 
 def test_ctrl_c_says_whether_there_is_a_checkpoint_to_resume_from(tmp_path, monkeypatch, capsys):
