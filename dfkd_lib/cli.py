@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import ConfigMismatchError
 from .methods import METHODS, RECIPE_VERSIONS
-from .train import TrainConfig, config_for
+from .train import TrainConfig, check_device, config_for
 
 __all__ = ["make_parser", "build_config", "main"]
 
@@ -161,36 +160,6 @@ def _yaml_problem(e: Exception) -> str:
     return text
 
 
-def _check_device(name: str, label: str | None = None) -> None:
-    """Refuse a device this machine cannot use, in one line that starts with ``label`` (default
-    ``--device NAME``).
-
-    Raises:
-        ValueError: an unknown device, ``cuda`` without a CUDA device, a CUDA index beyond the
-            machine's devices, or ``mps`` without Apple's MPS.
-    """
-    import torch
-
-    label = label or f"--device {name}"
-    if name in ("auto", "cpu"):
-        return
-    m = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if m:
-        if not torch.cuda.is_available():
-            raise ValueError(f"{label}: no CUDA device is available here; use --device auto or cpu")
-        count = torch.cuda.device_count()
-        if m.group(1) is not None and int(m.group(1)) >= count:
-            raise ValueError(
-                f"{label}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}; use one of them or auto"
-            )
-        return
-    if name == "mps":
-        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise ValueError(f"{label}: Apple's MPS is not available here; use --device auto or cpu")
-        return
-    raise ValueError(f"{label}: unknown device; use auto, cpu, cuda, cuda:N or mps")
-
-
 def _load_yaml(path: str) -> dict[str, Any]:
     import yaml
 
@@ -242,7 +211,7 @@ def _run_training(args: argparse.Namespace, cfg: TrainConfig) -> None:
     from .train import train
 
     if args.device is None and cfg.device != "auto":  # a flag was checked before; this came from --config
-        _check_device(cfg.device, f"device {cfg.device!r} in {args.config}")
+        check_device(cfg.device, f"device {cfg.device!r} in {args.config}")
     seen: dict[str, Any] = {}
 
     def on_start(run: Any) -> None:  # records where the run starts; changes nothing
@@ -321,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = None  # the run folder of train and train-teacher, for the message on Ctrl-C
     try:
         if args.command in ("train", "train-teacher") and args.device is not None:
-            _check_device(args.device)  # before the config, whose check of devices is coarser
+            check_device(args.device)  # before the config, whose check of devices is coarser
         if args.command == "train":
             cfg = build_config(args)
             out_dir = cfg.out_dir
@@ -342,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             from .pretrained import load_teacher
             from .train import evaluate, pick_device
 
-            _check_device(args.device)
+            check_device(args.device)
             device = pick_device(args.device)
             model = load_teacher(args.model, what="--model").to(device)
             loaders = get_loaders(args.dataset, root=args.data_dir, device=device, download=args.download)

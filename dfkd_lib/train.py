@@ -28,6 +28,7 @@ import math
 import numbers
 import os
 import random
+import re
 import time
 import types
 import typing
@@ -309,9 +310,39 @@ class TrainResult:
     loaders: Loaders | None = field(default=None, repr=False)
 
 
+def check_device(name: str, label: str | None = None) -> None:
+    """Refuse a device this machine cannot use, in one line that starts with ``label`` (default
+    ``--device NAME``).
+
+    Raises:
+        ValueError: an unknown device, ``cuda`` without a CUDA device, a CUDA index beyond the
+            machine's devices, or ``mps`` without Apple's MPS.
+    """
+    label = label or f"--device {name}"
+    if name in ("auto", "cpu"):
+        return
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if m:
+        if not torch.cuda.is_available():
+            raise ValueError(f"{label}: no CUDA device is available here; use --device auto or cpu")
+        count = torch.cuda.device_count()
+        if m.group(1) is not None and int(m.group(1)) >= count:
+            raise ValueError(
+                f"{label}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}; use one of them or auto"
+            )
+        return
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise ValueError(f"{label}: Apple's MPS is not available here; use --device auto or cpu")
+        return
+    raise ValueError(f"{label}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """``cuda`` if available, else Apple ``mps``, else ``cpu`` (or the one named)."""
+    """``cuda`` if available, else Apple ``mps``, else ``cpu`` (or the one named, checked by
+    :func:`check_device`)."""
     if name != "auto":
+        check_device(name, f"device {name!r}")
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -437,3 +437,14 @@ def test_validate_accepts_numpy_numbers_and_pairs_given_as_arrays():
     cfg = config_for("dense", teacher="t.pt", epochs=np.int64(2), lr=np.float32(0.05), pairs=np.array([[0, 1], [1, 3]]))
     cfg.validate()
     config_for("dense", teacher="t.pt", pairs=[np.array([0, 1])], stage1_epochs=None, max_train_batches=None).validate()
+
+
+def test_pick_device_names_a_device_this_machine_cannot_use():
+    from dfkd_lib.train import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device 'tpu': unknown device; use auto, cpu, cuda, cuda:N or mps"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda': no CUDA device is available here"):
+            pick_device("cuda")
