@@ -333,6 +333,8 @@ class BatchLoader:
         channels_last: give batches in the channels-last memory format.
         rank, world_size: this process's share of each epoch.
         max_batches: stop an epoch after this many batches (None: all).
+        num_classes: classes of the data set the labels come from (None: not known), so that
+            :func:`dfkd_lib.train.evaluate` can refuse a model with another number of outputs.
     """
 
     def __init__(
@@ -351,6 +353,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         max_batches: int | None = None,
+        num_classes: int | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be a (N, 3, H, W) uint8 tensor, got {tuple(images.shape)} {images.dtype}")
@@ -367,6 +370,7 @@ class BatchLoader:
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
         self.max_batches = max_batches
+        self.num_classes = num_classes
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration uses."""
@@ -491,7 +495,7 @@ def get_loaders(
     def tensor(x: np.ndarray) -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
-    common = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    common = dict(mean=mean, std=std, device=device, channels_last=channels_last, num_classes=len(arrays.classes))
     if batch_size % world_size:
         raise ValueError(f"batch_size {batch_size} is not divisible by the number of processes {world_size}")
     train = BatchLoader(

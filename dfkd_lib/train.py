@@ -179,9 +179,9 @@ class TrainConfig:
             (self.temperature > 0, "temperature", "positive"),
             (self.dataset in ("cifar10", "cifar100", "synthetic"), "dataset", "'cifar10', 'cifar100' or 'synthetic'"),
             (
-                self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+                re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
                 "device",
-                "auto, cpu, cuda or mps",
+                "auto, cpu, cuda, cuda:N or mps",
             ),
         ]
         for ok, name, what in checks:
@@ -376,6 +376,10 @@ def evaluate(
 
     Returns:
         ``{"acc": accuracy in %, "loss": mean cross-entropy per image}``.
+
+    Raises:
+        ValueError: the model's outputs do not match the data set's classes (say a CIFAR-100
+            model on CIFAR-10), as far as the loader's ``num_classes`` or its labels tell.
     """
     if isinstance(loader, Loaders):
         raise TypeError("evaluate takes one loader (say loaders.test or loaders.val), not the Loaders of get_loaders")
@@ -383,15 +387,29 @@ def evaluate(
     model.eval()
     correct, total, loss = 0, 0, 0.0
     device = next(model.parameters()).device
+    expected = getattr(loader, "num_classes", None)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(x)
+        _check_outputs(logits, y, expected)
         loss += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)
     model.train(was_training)
     return {"acc": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
+
+
+def _check_outputs(logits: Tensor, labels: Tensor, num_classes: int | None) -> None:
+    """Refuse logits whose width is not the data set's number of classes (or too small for a label)."""
+    outputs = logits.shape[-1]
+    if num_classes is not None and outputs != num_classes:
+        raise ValueError(
+            f"the model has {outputs} outputs but the data set has {num_classes} classes: "
+            "was it trained on another data set?"
+        )
+    if len(labels) and int(labels.max()) >= outputs:
+        raise ValueError(f"a label is {int(labels.max())} but the model has only {outputs} outputs")
 
 
 def _rng_state() -> dict[str, Any]:

@@ -303,6 +303,8 @@ def test_bad_configs_raise_clear_errors(teacher_file):
         ("scratch", {"amp": True, "epochs": True}, "invalid epochs: True .*not bool"),
         ("dense", {"pairs": 5}, r"invalid pairs: 5 \(must be one of \('sparse', 'chain', 'dense'\) or a list"),
         ("dense", {"pairs": [[0, 1, 2]]}, "invalid pairs"),
+        ("scratch", {"device": "cuda:zero"}, r"invalid device: 'cuda:zero' \(must be auto, cpu, cuda, cuda:N or mps\)"),
+        ("scratch", {"device": "gpu"}, "invalid device: 'gpu'"),
     ],
 )
 def test_invalid_options_are_named_before_anything_runs(method, options, needle):
@@ -363,6 +365,14 @@ def test_evaluate_counts_correctly(synthetic):
     assert model.training  # the mode it had is given back
     with pytest.raises(TypeError, match="one loader"):
         evaluate(model, loaders)
+    # a model made for another data set is refused, not scored: by the loader's class count ...
+    with pytest.raises(ValueError, match="100 outputs but the data set has 10 classes"):
+        evaluate(cifar_resnet(8, num_classes=100), loaders.test)
+    # ... and, for a plain iterable of batches, by a label the model has no output for
+    batches = [(x, torch.full((len(x),), 4)) for x, _ in list(loaders.test)[:1]]
+    with pytest.raises(ValueError, match="a label is 4 but the model has only 3 outputs"):
+        evaluate(cifar_resnet(8, num_classes=3), batches)
+    assert evaluate(cifar_resnet(8, num_classes=100), batches)["acc"] >= 0  # labels fit: no class count to check
 
 
 def test_the_log_says_once_how_to_read_its_lines(teacher_file, tmp_path, capsys):
