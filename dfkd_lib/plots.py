@@ -1213,7 +1213,7 @@ def plot_method_schematic(
             teacher's matrix, as ``TrainConfig.flow_norm`` does; ``"none"`` as the plain distance.
         d_input: what the discriminators read, as ``TrainConfig.d_input``: ``"raw"`` flows,
             ``"unit"`` each matrix over its own norm, ``"scaled"`` each item over the teacher's
-            RMS norm; the last two are written with a hat in the objective.
+            RMS norm; the last two are written with a tilde in the objective, as chapter 5 writes them.
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -1276,12 +1276,13 @@ def plot_method_schematic(
     top, bottom = y_t + 1.2, y_s - 1.6
     ys_d = np.linspace(top, bottom, k_items) if k_items > 1 else np.array([(top + bottom) / 2])
     ax.text(x_d + 0.45, top + 0.75, "one discriminator per item", ha="center", fontsize=10)
-    # what the discriminators read: the flows themselves, or each over a norm (written with a hat)
-    seen = "G" if d_input == "raw" else "\\hat G"
+    # what the discriminators read: the flows themselves, or each over a norm (written with a
+    # tilde, as chapter 5 defines it)
+    seen = "G" if d_input == "raw" else "\\tilde G"
     reads = {
         "raw": "reads $G^T_k$ (real) or $G^S_k$ (fake)",
-        "unit": "reads $\\hat G_k = G_k / \\Vert G_k \\Vert_F$, teacher's (real) or student's (fake)",
-        "scaled": "reads $\\hat G_k = G_k / s_k$, $s_k$: the teacher's RMS norm of item $k$",
+        "unit": "reads $\\tilde G_k = G_k / \\Vert G_k \\Vert_F$, teacher's (real) or student's (fake)",
+        "scaled": "reads $\\tilde G_k = G_k / s_k$, $s_k$: the teacher's RMS norm of item $k$",
     }[d_input]
     ax.text(x_d + 0.45, top + 0.4, reads, ha="center", fontsize=9, color="#555555")
     dist = "\\Vert G^T_k - G^S_k \\Vert_F^2"

@@ -27,3 +27,18 @@ def test_markup_in_pasted_text_is_found_and_plain_values_pass(tmp_path):
     (tmp_path / "bad.html").write_text(page)
     assert check.main(str(tmp_path)) == 1
     assert check.main(str(tmp_path / "missing")) == 2
+
+
+def test_images_without_alt_text_are_found(tmp_path):
+    check = _module()
+    page = (
+        '<img alt="Colab logo" src="../_static/logo.png">'
+        '<img alt="../_images/ab12.png" src="../_images/ab12.png" />'
+        '<img src="../_images/cd34.png">'
+        '<img alt="Bar chart of the teacher&#39;s accuracy per class" src="../_images/ef56.png" />'
+    )
+    assert check.images_without_alt(page) == ["../_images/ab12.png", "../_images/cd34.png"]
+    (tmp_path / "ok.html").write_text('<img alt="A heatmap of one flow item" src="x.png">')
+    assert check.main(str(tmp_path)) == 0
+    (tmp_path / "bad.html").write_text(page)
+    assert check.main(str(tmp_path)) == 1

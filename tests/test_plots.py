@@ -191,10 +191,10 @@ def test_method_schematic_names_the_gradient_rule_and_the_normalised_terms_of_th
     assert any(f"gradient ratio {cfg.flow_grad_ratio:g}" in t for t in texts)
     assert not any("$\\lambda_F$ = 0" in t for t in texts)  # the configured weight is unused
     assert sum("/ \\Vert G^T_k \\Vert_F^2" in t for t in texts) == 2  # the flow term and the objective
-    # unit inputs: defined on the right and written with a hat in the objective
+    # unit inputs: defined on the right and written with a tilde in the objective
     assert any("G_k / \\Vert G_k \\Vert_F" in t for t in texts)
     (objective,) = [t for t in texts if t.startswith("$\\mathcal{L}_S")]
-    assert "D_k(\\hat G^S_k)" in objective
+    assert "D_k(\\tilde G^S_k)" in objective
 
 
 def test_method_schematic_writes_what_the_discriminators_read():
@@ -212,7 +212,7 @@ def test_method_schematic_writes_what_the_discriminators_read():
         if d_input == "scaled":
             assert any("G_k / s_k" in t and "RMS norm" in t for t in texts)
     assert "D_k(G^S_k)" in objectives["raw"]
-    assert "D_k(\\hat G^S_k)" in objectives["scaled"] and "D_k(\\hat G^S_k)" in objectives["unit"]
+    assert "D_k(\\tilde G^S_k)" in objectives["scaled"] and "D_k(\\tilde G^S_k)" in objectives["unit"]
     with pytest.raises(ValueError, match="d_input"):
         plots.plot_method_schematic(*args, d_input="norm")
 
