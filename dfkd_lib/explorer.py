@@ -152,7 +152,7 @@ def plot_flow_evolution(
     return fig
 
 
-def flow_explorer(rec: FlowRecorder, classes: Sequence[str] | None = None):
+def flow_explorer(rec: FlowRecorder, classes: Sequence[str] | None = None) -> Any:
     """Interactive explorer (ipywidgets): pick an image, a flow item, teacher / student /
     difference and an epoch. Returns the widget; it needs a live kernel (Jupyter, Colab)."""
     import ipywidgets as W

@@ -44,6 +44,8 @@ class BasicBlock(nn.Module):
         self.extra_channels = out_channels - in_channels
 
     def shortcut(self, x: Tensor) -> Tensor:
+        """The identity path (option A of He et al.): subsample by the stride and zero-pad the
+        extra channels, so the shortcut has no parameters."""
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
         if self.extra_channels > 0:

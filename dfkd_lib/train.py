@@ -640,6 +640,8 @@ class Run:
         return float(ratio * task_n / flow_n.clamp_min(1e-12))
 
     def state(self, epoch: int) -> dict[str, Any]:
+        """Everything a resumed run needs after ``epoch``: weights, optimisers, schedule, scaler,
+        the generators' states and the history (what :meth:`try_resume` reads back)."""
         return {
             "format": "dfkd_lib.train",
             "version": 1,
@@ -661,6 +663,8 @@ class Run:
         }
 
     def try_resume(self) -> None:
+        """Continue from ``out_dir/checkpoint.pt`` if there is one, after checking that it was
+        written by a run with the same options (:class:`ConfigMismatchError` otherwise)."""
         path = self.out / "checkpoint.pt"
         if not path.exists():
             return
