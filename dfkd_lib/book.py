@@ -316,6 +316,18 @@ def versus(diff: float, other: str) -> str:
     return f"{abs(diff):.2f} points {'above' if diff > 0 else 'below'} {other}"
 
 
+def listing(items: Iterable[Any]) -> str:
+    """Items in words: ``a``, ``a and b``, ``a, b and c`` (empty for none).
+
+    >>> listing([0, 1, 2])
+    '0, 1 and 2'
+    >>> listing(["`kd`"])
+    '`kd`'
+    """
+    words = [str(i) for i in items]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1] if words else ""
+
+
 def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
     """A Markdown table: the header, an alignment row (``align``, default ``---`` for every
     column) and one line per row. Chapters show it with ``IPython.display.Markdown``.
