@@ -22,11 +22,16 @@ def test_markup_in_pasted_text_is_found_and_plain_values_pass(tmp_path):
         '<span class="pasted-inline"><code>kd</code></span></p>'
     )
     assert check.markup_in_pasted_text(page) == ["`scratch`: the shipped student", "a <b> **bold** claim"]
-    (tmp_path / "ok.html").write_text('<span class="pasted-text">85.66</span>')
-    assert check.main(str(tmp_path)) == 0
-    (tmp_path / "bad.html").write_text(page)
-    assert check.main(str(tmp_path)) == 1
+    _main_fails_only_on(check, tmp_path, '<span class="pasted-text">85.66</span>', page)
     assert check.main(str(tmp_path / "missing")) == 2
+
+
+def _main_fails_only_on(check, folder, good, bad):
+    """check_book passes a folder with the good page and fails once the bad page is added."""
+    (folder / "ok.html").write_text(good)
+    assert check.main(str(folder)) == 0
+    (folder / "bad.html").write_text(bad)
+    assert check.main(str(folder)) == 1
 
 
 def test_images_without_alt_text_are_found(tmp_path):
@@ -38,7 +43,4 @@ def test_images_without_alt_text_are_found(tmp_path):
         '<img alt="Bar chart of the teacher&#39;s accuracy per class" src="../_images/ef56.png" />'
     )
     assert check.images_without_alt(page) == ["../_images/ab12.png", "../_images/cd34.png"]
-    (tmp_path / "ok.html").write_text('<img alt="A heatmap of one flow item" src="x.png">')
-    assert check.main(str(tmp_path)) == 0
-    (tmp_path / "bad.html").write_text(page)
-    assert check.main(str(tmp_path)) == 1
+    _main_fails_only_on(check, tmp_path, '<img alt="A heatmap of one flow item" src="x.png">', page)
