@@ -10,5 +10,5 @@ cd "$(dirname "$0")/.."
 export DFKD_PROFILE=${DFKD_PROFILE:-quick}
 python -m pip install -q -e ".[book]"
 jupyter-book build . --all -W -n --keep-going "$@"
-python scripts/check_book.py _build/html   # Markdown pasted as plain text, which Sphinx lets through
+python scripts/check_book.py _build/html   # Markdown pasted as plain text, images without alt text
 echo "book built: $(pwd)/_build/html/index.html"
