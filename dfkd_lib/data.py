@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -157,12 +157,11 @@ def _load_npz(path: Path, name: str) -> DatasetArrays:
     if names is not None and names.ndim != 1:
         raise ValueError(f"{path}: classes must be a 1-D array of names, got shape {names.shape}")
     classes = [str(c) for c in names] if names is not None and names.size else None  # empty: numbered
-    _check_labels(path, name, {"y_train": arrays["y_train"], "y_test": arrays["y_test"]}, classes)
     classes = classes or [str(i) for i in range(NUM_CLASSES[name])]
+    # the labels as stored: load_cifar checks them (whole numbers in range) and casts them to int64
     return DatasetArrays(
-        arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"], arrays["y_test"].astype(np.int64),
-        classes, name, str(path),
-    )  # fmt: skip
+        arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], classes, name, str(path)
+    )
 
 
 def _load_torchvision(folder: Path, name: str, download: bool) -> DatasetArrays:
@@ -186,7 +185,6 @@ def _read_torchvision(folder: Path, name: str) -> DatasetArrays:
         raise
     except Exception as e:  # torchvision's "not found or corrupted", a truncated batch, ...
         raise ValueError(f"cannot read {folder / _TV_FOLDERS[name]} (corrupt or incomplete): {e}") from e
-    _check_labels(arrays.source, name, {"y_train": arrays.y_train, "y_test": arrays.y_test}, arrays.classes)
     return arrays
 
 
@@ -208,6 +206,13 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
             ``0 .. num_classes - 1`` or a ``classes`` list of another length.
     """
     name = _check_name(name)
+    arrays = _find_cifar(name, root, download)
+    _check_labels(arrays.source, name, {"y_train": arrays.y_train, "y_test": arrays.y_test}, arrays.classes)
+    return replace(arrays, y_train=arrays.y_train.astype(np.int64), y_test=arrays.y_test.astype(np.int64))
+
+
+def _find_cifar(name: str, root: str | os.PathLike | None, download: bool) -> DatasetArrays:
+    """The first copy of ``name`` in the places :func:`load_cifar` documents, labels unchecked."""
     hint = f"give the folder that holds {name}.npz"
     if root is not None:
         given = Path(root).expanduser()
@@ -233,11 +238,9 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
         target = Path(root).expanduser() if root is not None else local_data_dir()
         target.mkdir(parents=True, exist_ok=True)
         try:
-            arrays = _load_torchvision(target, name, download=True)
+            return _load_torchvision(target, name, download=True)
         except Exception as e:  # no network, server down, ...
             raise DataNotFoundError(f"could not download {name} into {target}: {e}") from e
-        _check_labels(arrays.source, name, {"y_train": arrays.y_train, "y_test": arrays.y_test}, arrays.classes)
-        return arrays
     if root is not None:
         raise DataNotFoundError(f"no {name}.npz or {_TV_FOLDERS[name]}/ in {root} ({hint})")
     raise DataNotFoundError(
