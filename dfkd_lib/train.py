@@ -78,6 +78,10 @@ D_INPUTS = ("raw", "scaled", "unit")
 CALIBRATION_BATCHES = 4
 
 
+#: The device names the library accepts: auto, cpu, cuda, cuda:N (an index) and mps.
+DEVICE_NAME = r"auto|cpu|(?P<cuda>cuda)(?::(?P<index>\d+))?|mps"
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run.
@@ -179,7 +183,7 @@ class TrainConfig:
             (self.temperature > 0, "temperature", "positive"),
             (self.dataset in ("cifar10", "cifar100", "synthetic"), "dataset", "'cifar10', 'cifar100' or 'synthetic'"),
             (
-                re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
+                re.fullmatch(DEVICE_NAME, self.device) is not None,
                 "device",
                 "auto, cpu, cuda, cuda:N or mps",
             ),
@@ -321,12 +325,12 @@ def check_device(name: str, label: str | None = None) -> None:
     label = label or f"--device {name}"
     if name in ("auto", "cpu"):
         return
-    m = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if m:
+    m = re.fullmatch(DEVICE_NAME, name)
+    if m and m["cuda"]:
         if not torch.cuda.is_available():
             raise ValueError(f"{label}: no CUDA device is available here; use --device auto or cpu")
         count = torch.cuda.device_count()
-        if m.group(1) is not None and int(m.group(1)) >= count:
+        if m["index"] is not None and int(m["index"]) >= count:
             raise ValueError(
                 f"{label}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}; use one of them or auto"
             )
