@@ -82,7 +82,8 @@ def test_resume_on_cuda_after_a_kill_continues_the_run(dtype, tmp_path):
     On a GPU some backward kernels (max-pooling among them) add in a nondeterministic order, so
     the two runs agree to rounding, not bit for bit: losses to 1e-3 relative, accuracies to a
     point. Checked exactly: the checkpoint's epoch and history, and that it holds the gradient
-    scaler's state (float16) and the CUDA generator states; both logs have the same keys.
+    scaler's state (float16) and the CUDA generator states; both logs have the same keys. That
+    they are restored on resume is checked on a CPU, in tests/test_train.py.
     """
     if dtype == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")

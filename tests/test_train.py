@@ -431,6 +431,34 @@ def test_a_skipped_float16_step_advances_the_schedule_without_pytorch_s_warning(
         fresh.sched.step()
 
 
+def test_resume_restores_the_gradient_scalers_and_the_cuda_generators(tmp_path, monkeypatch):
+    """What a float16 run on a GPU saves comes back on resume: both gradient scalers' states
+    (scale and growth tracker) and every CUDA generator's state. Checked on a CPU with CPU
+    scalers and a stand-in for ``torch.cuda.set_rng_state_all``; tests/test_gpu.py checks on a GPU
+    that they are saved."""
+    run_dir = tmp_path / "run"
+    train(small("scratch", None, epochs=1, out_dir=str(run_dir)), progress=False, verbose=False)
+    ck = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    saved = {"scaler": (512.0, 7), "scaler_d": (64.0, 3)}
+    for key, (scale, tracker) in saved.items():
+        state = torch.amp.GradScaler("cpu", init_scale=scale).state_dict()
+        ck[key] = {**state, "_growth_tracker": tracker}
+    cuda_states = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    ck["rng"]["cuda"] = cuda_states
+    torch.save(ck, run_dir / "checkpoint.pt")
+
+    run = Run(small("scratch", None, epochs=1, out_dir=str(run_dir), resume=True), None, None, progress=False)
+    run.scaler, run.scaler_d = torch.amp.GradScaler("cpu"), torch.amp.GradScaler("cpu")  # as fp16 would have
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    run.try_resume()
+    for key, (scale, tracker) in saved.items():
+        state = getattr(run, key).state_dict()
+        assert (state["scale"], state["_growth_tracker"]) == (scale, tracker), key
+    assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], cuda_states, strict=True))
+
+
 def test_resuming_from_a_checkpoint_without_its_fields_names_them(tmp_path):
     run_dir = tmp_path / "run"
     train(small("scratch", None, epochs=1, out_dir=str(run_dir)), progress=False, verbose=False)
