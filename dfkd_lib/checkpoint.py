@@ -28,13 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import CifarResNet, model_from_name
+from .models import DEFAULT_WIDTHS, CifarResNet, model_from_name
 
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
     "ConfigMismatchError",
     "atomic_save",
+    "atomic_write_text",
     "safe_load",
     "save_model",
     "load_model",
@@ -62,12 +63,23 @@ class ConfigMismatchError(CheckpointError):
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it over ``path``:
+    a reader, or a run killed while it writes, sees the old file or the new one, never half of it."""
+    data = text.encode("utf-8")
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _atomic_write(path: str | os.PathLike, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -219,11 +231,11 @@ def save_model(model: nn.Module, path: str | os.PathLike, **meta: Any) -> None:
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save(
-        {"format": MODEL_FORMAT, "version": 1, "arch": _arch_of(model), "num_classes": model.num_classes,
-         "state_dict": state, "meta": meta},
-        path,
-    )  # fmt: skip
+    obj = {"format": MODEL_FORMAT, "version": 1, "arch": _arch_of(model), "num_classes": model.num_classes,
+           "state_dict": state, "meta": meta}  # fmt: skip
+    if model.widths != DEFAULT_WIDTHS:  # stored only when not the usual, so standard files stay as they were
+        obj["widths"] = list(model.widths)
+    atomic_save(obj, path)
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CifarResNet:
@@ -245,6 +257,11 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         num_classes = _field(obj, "num_classes", int, path)
         state = _field(obj, "state_dict", dict, path)
         meta = _field(obj, "meta", dict, path) if obj.get("meta") is not None else {}
+        widths = obj.get("widths", DEFAULT_WIDTHS)
+        if not (
+            isinstance(widths, list | tuple) and len(widths) == 3 and all(type(w) is int and w > 0 for w in widths)
+        ):
+            raise CheckpointError(f"{path}: field 'widths' must be three positive channel counts, got {widths!r}")
     elif obj.get("format") == TRAIN_FORMAT:
         arch_field = "config.student"
         cfg = _field(obj, "config", dict, path)
@@ -253,10 +270,11 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         state = _field(obj, "student", dict, path)
         epoch = _field(obj, "epoch", int, path, minimum=0)
         meta = {"epoch": epoch}
+        widths = DEFAULT_WIDTHS  # a training run's student is always built with the usual widths
     else:
         raise CheckpointError(_state_dict_hint(path, obj))
     try:
-        model = model_from_name(arch, num_classes)
+        model = model_from_name(arch, num_classes, tuple(widths))
     except ValueError as e:
         raise CheckpointError(f"{path}: field '{arch_field}' names no network dfkd_lib builds: {e}") from None
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .checkpoint import ConfigMismatchError
 from .methods import METHODS, RECIPE_VERSIONS
-from .train import TrainConfig, check_device, config_for
+from .train import RunFolderBusyError, TrainConfig, check_device, config_for
 
 __all__ = ["make_parser", "build_config", "main"]
 
@@ -66,6 +66,8 @@ HELP = {
     "d_r1": "R1 gradient penalty weight gamma of the discriminators",
     "d_every": "one discriminator step every this many student steps",
     "probe_images": "validation images on which each flow item's distance is logged every epoch (0: none)",
+    "probe_order": "which validation images the flow probe reads: balanced (the classes in turn) or first "
+    "(the first in stored order, as the 15- and 60-epoch protocols did)",
     "labelled_fraction": "fraction of training images whose labels are used (class-balanced)",
     "val_size": "training images held out for validation",
     "split_seed": "seed of the validation split and of the labelled subset",
@@ -191,8 +193,7 @@ def build_config(args: argparse.Namespace, fixed: dict[str, Any] | None = None) 
             values[f.name] = v
     values.update(fixed or {})
     method = values.pop("method", "scratch")
-    recipe = getattr(args, "recipe", None) or values.pop("recipe", None) or RECIPE_VERSIONS[-1]
-    values.pop("recipe", None)
+    recipe = getattr(args, "recipe", None) or RECIPE_VERSIONS[-1]  # a flag only: not an option of a YAML file
     if "pairs" in values:
         values["pairs"] = _parse_pairs(values["pairs"])
     for k in ("milestones", "d_betas", "d_hidden"):
@@ -261,11 +262,13 @@ def make_parser() -> argparse.ArgumentParser:
                                  "gan_loss", "kd_weight", "temperature", "at_beta", "two_stage", "stage1_epochs", "d_lr",
                                  "d_betas", "d_hidden", "spectral_norm", "labelled_fraction", "ce_weight", "flow_norm",
                                  "flow_grad_ratio", "stage1_lr", "d_input", "d_noise", "d_r1", "d_every",
-                                 "probe_images"})  # fmt: skip
+                                 "probe_images", "probe_order"})  # fmt: skip
 
     e = sub.add_parser("evaluate", help="test accuracy of a model file or pretrained teacher")
     e.add_argument("--model", required=True, help="model file, training checkpoint, or pretrained name")
-    e.add_argument("--dataset", default="cifar10", help=HELP["dataset"] + " (default cifar10)")
+    e.add_argument(
+        "--dataset", default="cifar10", choices=("cifar10", "cifar100"), help="the data set (default cifar10)"
+    )
     e.add_argument("--data-dir", dest="data_dir", default=None, help=HELP["data_dir"])
     e.add_argument("--split", choices=("test", "val"), default="test", help="test images, or the validation split")
     e.add_argument("--device", default="auto", help=HELP["device"] + " (default auto)")
@@ -305,11 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             out_dir = train_cfg.out_dir
             _run_training(args, train_cfg)
         elif args.command == "evaluate":
-            import torch
-
             from .data import get_loaders
             from .pretrained import load_teacher
-            from .train import evaluate, pick_device
+            from .train import amp_dtype_for, evaluate, pick_device
 
             check_device(args.device)
             device = pick_device(args.device)
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"the model has {model.num_classes} classes but {args.dataset} has {loaders.num_classes}"
                 )
             loader = loaders.test if args.split == "test" else loaders.val
-            res = evaluate(model, loader, torch.bfloat16 if device.type == "cuda" else None)
+            res = evaluate(model, loader, amp_dtype_for(device))
             print(
                 json.dumps(
                     {
@@ -345,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(text)
             else:
                 make_report(args.runs, args.out)
-    except (ValueError, FileNotFoundError, IsADirectoryError, FileExistsError, KeyError) as e:
+    except (ValueError, FileNotFoundError, IsADirectoryError, FileExistsError, PermissionError, KeyError,
+            RunFolderBusyError) as e:  # fmt: skip
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m dfkd_lib {args.command}: error: {msg}", file=sys.stderr)
         return 2

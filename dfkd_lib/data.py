@@ -21,6 +21,7 @@ faster than per-image transforms on a small CPU.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ __all__ = [
     "make_synthetic",
     "split_indices",
     "labelled_subset",
+    "interleave_classes",
     "BatchLoader",
     "Loaders",
     "get_loaders",
@@ -112,9 +114,9 @@ def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
 
 
 def _check_labels(where: str | Path, name: str, labels: dict[str, np.ndarray], classes: list[str] | None) -> None:
-    """Raise ValueError unless every label array holds whole numbers in ``0 .. n - 1`` and
-    ``classes`` (if given) has ``n`` names, ``n`` being the number of classes of ``name``.
-    One min and max per array: cheap for CIFAR's 60,000 labels."""
+    """Raise ValueError unless every label array holds whole numbers in ``0 .. n - 1``, the
+    training labels hold all ``n`` classes, and ``classes`` (if given) has ``n`` names, ``n``
+    being the number of classes of ``name``. Cheap for CIFAR's 60,000 labels."""
     n = NUM_CLASSES[name]
     for key, y in labels.items():
         if y.dtype.kind not in "iuf":
@@ -130,6 +132,12 @@ def _check_labels(where: str | Path, name: str, labels: dict[str, np.ndarray], c
                 f"{where}: {key} holds labels outside 0..{n - 1} (min {lo}, max {hi}); {name} has {n} classes "
                 "(see data/README.md for the format)"
             )
+    present = np.unique(labels["y_train"]).size if "y_train" in labels else n
+    if present != n:  # a CIFAR-10 file saved as cifar100.npz has labels in range, of 10 classes only
+        raise ValueError(
+            f"{where}: y_train holds {present} distinct labels, but {name} has {n} classes; is it another data "
+            "set's file?"
+        )
     if classes is not None and len(classes) != n:
         raise ValueError(
             f"{where}: classes has {len(classes)} names, but {name} has {n} classes; save one name a class in "
@@ -315,6 +323,25 @@ def labelled_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.nd
     return mask
 
 
+def interleave_classes(labels: np.ndarray | Tensor) -> np.ndarray:
+    """Indices of ``labels`` that take the classes in turn: the first image of every class (in
+    stored order), then the second of every class, and so on.
+
+    Any prefix of the result is as class-balanced as it can be, whatever the stored order: the
+    first 1,000 of CIFAR-10's validation images stored class by class are all airplanes and
+    automobiles; the first 1,000 of this order hold 100 of each class.
+
+    >>> interleave_classes(np.array([0, 0, 0, 1, 1, 2])).tolist()
+    [0, 3, 5, 1, 4, 2]
+    """
+    labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels)
+    order = np.argsort(labels, kind="stable")  # grouped by class, stored order within each
+    grouped = labels[order]
+    first = np.searchsorted(grouped, grouped, side="left")  # where each image's class starts
+    turn = np.arange(len(labels)) - first  # 0 for a class's first image, 1 for its second, ...
+    return order[np.lexsort((grouped, turn))]  # by turn, then by class
+
+
 class BatchLoader:
     """Batches of normalised ``float32`` images from a ``uint8`` tensor, augmented as a whole.
 
@@ -374,6 +401,16 @@ class BatchLoader:
         self.rank, self.world_size = rank, world_size
         self.max_batches = max_batches
         self.num_classes = num_classes
+
+    def subset(self, indices: np.ndarray | Tensor) -> BatchLoader:
+        """The images at ``indices``, in that order, as a loader with this one's batch size,
+        normalisation, memory format and class count, without shuffling, augmentation or sharding."""
+        sub = copy.copy(self)
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.device)
+        sub.images, sub.labels = self.images[idx], self.labels[idx]
+        sub.shuffle = sub.augment = sub.drop_last = False
+        sub.rank, sub.world_size, sub.max_batches, sub.epoch = 0, 1, None, 0
+        return sub
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration uses."""

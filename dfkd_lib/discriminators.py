@@ -54,9 +54,14 @@ class FlowDiscriminators(nn.Module):
         """Logits ``(B,)`` for each item's ``(B, m, n)`` flow."""
         if len(flows) != len(self.nets):
             raise ValueError(f"{len(flows)} flow items given to {len(self.nets)} discriminators")
+        # Flows may come in another precision than the weights (half-precision taps, or float32 flows
+        # given to discriminators moved with .to(torch.float64)): cast them to the weights' dtype, so
+        # the products run in one type. Under autocast the linear layers still choose their own
+        # precision, whatever the input's dtype.
+        dtype = next(self.parameters()).dtype
         out = []
         for k, (net, g) in enumerate(zip(self.nets, flows)):
             if tuple(g.shape[1:]) != self.shapes[k]:
                 raise ValueError(f"discriminator {k} expects {self.shapes[k]} matrices, got {tuple(g.shape[1:])}")
-            out.append(net(g.float()).squeeze(1))
+            out.append(net(g.to(dtype)).squeeze(1))
         return out

@@ -26,7 +26,8 @@ class FlowRecorder:
     """Keeps the flow matrices of fixed images, per epoch, during :func:`~dfkd_lib.train.train`.
 
     Use it as both hooks: ``train(cfg, on_start=rec, callback=rec)``; ``on_start`` records the
-    untrained student as epoch 0. The run must have a flow plan: it has a teacher, and its method
+    untrained student as epoch 0 (or, for a resumed run, the student of its checkpoint under the
+    number of epochs already trained). The run must have a flow plan: it has a teacher, and its method
     uses flows (``fsp``, ``dense``, ``adv`` and the methods built on them) or it probes them
     (``probe_images > 0``, the default: ``kd``, ``at``, or ``scratch`` given a teacher).
 
@@ -63,9 +64,12 @@ class FlowRecorder:
         return [[item[i] for item in per_item] for i in range(len(x))]
 
     def __call__(self, rec_or_run: Any, run: Any = None) -> None:
-        """``on_start(run)`` records epoch 0; ``callback(record, run)`` records that epoch."""
+        """``on_start(run)`` records the student before the run's next epoch (epoch 0 for a new run;
+        a resumed run's student after the epochs its history holds); ``callback(record, run)``
+        records that epoch."""
         if run is None:  # called as on_start(run)
-            run, epoch = rec_or_run, 0
+            run = rec_or_run
+            epoch = len(run.history)  # the epochs already trained (a resumed run's checkpoint)
         else:
             epoch = rec_or_run["epoch"]
         if run.plan is None:
@@ -77,7 +81,7 @@ class FlowRecorder:
 
     @property
     def epochs(self) -> list[int]:
-        """The recorded epochs, in order (0: the untrained student)."""
+        """The recorded epochs, in order (0: the untrained student; a resumed run starts later)."""
         return sorted(self.student)
 
     def mean_flow(self, k: int, epoch: int | None = None) -> np.ndarray:

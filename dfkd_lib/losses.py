@@ -28,6 +28,7 @@ __all__ = [
     "cross_entropy",
     "kd_loss",
     "FLOW_NORMS",
+    "REDUCTIONS",
     "flow_loss",
     "flow_distances",
     "relative_flow_errors",
@@ -43,6 +44,7 @@ __all__ = [
 
 GAN_LOSSES = ("bce", "lsgan", "hinge")
 FLOW_NORMS = ("none", "teacher", "item")
+REDUCTIONS = ("sum", "mean")  # of each flow matrix's squared differences: over its entries, summed or averaged
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int = -1) -> Tensor:
@@ -95,7 +97,7 @@ def flow_loss(
             ``norm="item"`` comes without one weight per item.
     """
     _check_items(teacher_flows=teacher_flows, student_flows=student_flows)
-    if reduction not in ("sum", "mean"):
+    if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; choose 'sum' or 'mean'")
     if norm not in FLOW_NORMS:
         raise ValueError(f"unknown flow norm {norm!r}; choose one of {FLOW_NORMS}")
@@ -273,23 +275,24 @@ def initial_flow_loss(
 ) -> float:
     """The unweighted flow loss between ``teacher`` and ``student`` on the batch ``x``.
 
-    Measured on an untrained student, ``1 / initial_flow_loss(...)`` is a weight ``lambda_flow``
-    that makes the flow term start at 1: the first version's rule. The sum over items grows with
-    the number of items and their sizes, so a new teacher-student pair or pair set needs its own
-    weight; and a term of value one can still have a gradient several times the cross-entropy's.
+    Both networks are measured in evaluation mode (their modes are restored). On an untrained
+    student, ``1 / initial_flow_loss(...)`` is a weight ``lambda_flow`` that makes this value 1:
+    the first version's rule. The term the first training batches compute is not exactly 1: in
+    training mode batch norm uses the batch's statistics, not the untrained running ones (for
+    ResNet-26 -> ResNet-8 on a CIFAR-10 batch, 2 to 4 times as large, depending on the seed).
+    The sum over items grows with the number of items and their sizes, so a new teacher-student
+    pair or pair set needs its own weight; and a term of value one can still have a gradient
+    several times the cross-entropy's.
     The second version's rule sets the weight from gradients instead (``TrainConfig.flow_grad_ratio``,
     see :meth:`dfkd_lib.train.Run.flow_weight_by_gradients`).
     """
     from .flow import make_flow_plan
+    from .models import eval_mode
 
     plan = make_flow_plan(teacher, student, pairs, pool)
-    modes = teacher.training, student.training
-    teacher.eval()
-    student.eval()
-    _, t_taps = teacher(x, return_taps=True)
-    _, s_taps = student(x, return_taps=True)
-    teacher.train(modes[0])
-    student.train(modes[1])
+    with eval_mode(teacher, student):
+        _, t_taps = teacher(x, return_taps=True)
+        _, s_taps = student(x, return_taps=True)
     g_t = plan.teacher_flows([t.float() for t in t_taps])
     g_s = plan.student_flows([s.float() for s in s_taps])
     return float(flow_loss(g_t, g_s, reduction))

@@ -12,7 +12,9 @@ to the logits, so no caller has to rewrite ``forward``.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +27,13 @@ __all__ = [
     "model_from_name",
     "count_parameters",
     "count_macs",
+    "eval_mode",
     "VALID_DEPTHS",
+    "DEFAULT_WIDTHS",
 ]
 
 VALID_DEPTHS = tuple(6 * n + 2 for n in range(1, 19))  # 8, 14, 20, ..., 110
+DEFAULT_WIDTHS = (16, 32, 64)  # channels of the three stages (He et al.)
 
 
 class BasicBlock(nn.Module):
@@ -68,7 +73,7 @@ class CifarResNet(nn.Module):
         widths: channels of the three stages.
     """
 
-    def __init__(self, depth: int, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+    def __init__(self, depth: int, num_classes: int = 10, widths: tuple[int, int, int] = DEFAULT_WIDTHS) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {depth}")
@@ -144,14 +149,15 @@ def cifar_resnet(depth: int, num_classes: int = 10) -> CifarResNet:
     return CifarResNet(depth, num_classes)
 
 
-def model_from_name(name: str, num_classes: int = 10) -> CifarResNet:
-    """Build a model from a name such as ``"resnet8"`` or ``"ResNet-26"``."""
+def model_from_name(name: str, num_classes: int = 10, widths: tuple[int, int, int] = DEFAULT_WIDTHS) -> CifarResNet:
+    """Build a model from a name such as ``"resnet8"`` or ``"ResNet-26"`` (``widths``: the
+    channels of its three stages, see :class:`CifarResNet`)."""
     if not isinstance(name, str):
         raise TypeError(f"model names are strings such as 'resnet8', got {name!r} (for a depth use cifar_resnet)")
     m = re.fullmatch(r"resnet-?(\d+)", name.strip().lower())
     if not m:
         raise ValueError(f"unknown model name {name!r}; expected e.g. 'resnet8', 'resnet26', 'resnet56'")
-    return cifar_resnet(int(m.group(1)), num_classes)
+    return CifarResNet(int(m.group(1)), num_classes, widths)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -183,14 +189,25 @@ def count_macs(model: nn.Module, input_size: int = 32) -> int:
             hooks.append(mod.register_forward_hook(conv_hook))
         elif isinstance(mod, nn.Linear):
             hooks.append(mod.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             p = next(model.parameters())
             model(torch.zeros(1, 3, input_size, input_size, device=p.device, dtype=p.dtype))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return total
+
+
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Put ``models`` in evaluation mode for the ``with`` block, then back in the mode each was
+    in, even if the block raises."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)

@@ -18,8 +18,6 @@ chapters 6 and 7 read the results through it.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +134,7 @@ class Protocol:
         cfg = config_for(method, recipe=self.recipe if recipe is None else recipe, student=STUDENT, dataset=DATASET,
                          epochs=self.epochs if epochs is None else epochs, labelled_fraction=fraction,
                          **teacher)  # fmt: skip
-        return report.run_options(json.loads(json.dumps(dataclasses.asdict(cfg))))  # tuples as lists, as logged
+        return report.run_options(cfg.to_dict())  # tuples as lists, as logged
 
     def accepts(self, run: RunSummary) -> bool:
         """Whether ``run`` is one of the protocol's: one of its specs and seeds, with its network,

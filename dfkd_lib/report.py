@@ -56,7 +56,7 @@ YIM_FSP_MARGIN = 0.79
 LEAD_METHODS = ("adv-dense", "scratch", "kd", "fsp")
 
 # Options that say where or how a run was made, or what it logs, not what it trains
-_BOOKKEEPING = {"seed", "out_dir", "resume", "device", "data_dir", "download", "probe_images"}
+_BOOKKEEPING = {"seed", "out_dir", "resume", "device", "data_dir", "download", "probe_images", "probe_order"}
 # Options that only matter while their term is switched on: (the term's weight, its options)
 _TERM_OPTIONS = (
     ("kd_weight", ("temperature",)),
@@ -555,7 +555,10 @@ def _plots(runs: list[RunSummary], groups: list[GroupSummary], out: Path) -> Non
     lo = min(v - e for v, e in zip(vals, errs))
     ax.set_ylim(max(0, lo - 2), max(v + e for v, e in zip(vals, errs)) + 1)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy at the epoch chosen on validation (mean ± std over seeds)")
+    fallback = [g.val_mean is None for g in groups]  # a group without validation: its last epoch
+    when = "the epoch chosen on validation" if not any(fallback) else "the last epoch" if all(fallback) else (
+        "the epoch chosen on validation, or the last (no validation)")  # fmt: skip
+    ax.set_title(f"Test accuracy at {when} (mean ± std over seeds)")
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=130)
     plt.close(fig)

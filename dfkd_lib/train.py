@@ -21,6 +21,7 @@ Each epoch appends one JSON line to ``log.jsonl`` and atomically rewrites ``chec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -47,15 +48,16 @@ from . import losses as L
 from .checkpoint import (
     ConfigMismatchError,
     atomic_save,
+    atomic_write_text,
     check_training_checkpoint,
     safe_load,
     save_model,
 )
-from .data import Loaders, get_loaders, make_synthetic
+from .data import BatchLoader, Loaders, get_loaders, interleave_classes, make_synthetic
 from .discriminators import FlowDiscriminators
-from .flow import PAIR_SETS, FlowPlan, make_flow_plan
+from .flow import PAIR_SETS, POOLS, FlowPlan, make_flow_plan
 from .methods import METHODS, RECIPE_VERSIONS, RECIPES, get_method
-from .models import CifarResNet, model_from_name
+from .models import CifarResNet, eval_mode, model_from_name
 
 __all__ = [
     "METHODS",
@@ -68,11 +70,19 @@ __all__ = [
     "config_for",
     "measure_lambda_flow",
     "pick_device",
+    "amp_dtype_for",
     "evaluate",
+    "probe_flow_distances",
     "train",
 ]
 
 D_INPUTS = ("raw", "scaled", "unit")
+#: Which validation images the flow probe reads: ``"balanced"``, the first ``probe_images`` of the
+#: classes taken in turn (:func:`~dfkd_lib.data.interleave_classes`), or ``"first"``, the first in
+#: stored order, which on a file stored class by class are of one or two classes only. The 15- and
+#: 60-epoch protocols ran with ``"first"`` (airplanes and automobiles); so does a checkpoint or log
+#: written before the option existed.
+PROBE_ORDERS = ("balanced", "first")
 #: How many of the first training batches ``calibrate`` measures the item scales and the gradient
 #: rule's ``lambda_flow`` on.
 CALIBRATION_BATCHES = 4
@@ -131,6 +141,7 @@ class TrainConfig:
     d_r1: float = 0.0  # R1 penalty weight gamma (the discriminators' loss adds gamma / 2 * R1)
     d_every: int = 1  # one discriminator step every d_every student steps
     probe_images: int = 1000  # validation images on which flow distances are logged every epoch (0: none)
+    probe_order: str = "balanced"  # which of them: balanced (the classes in turn) or first (stored order)
     # data
     labelled_fraction: float = 1.0
     val_size: int = 5000
@@ -146,8 +157,16 @@ class TrainConfig:
     out_dir: str | None = None
     resume: bool = False
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid option."""
+    def __post_init__(self) -> None:
+        # NumPy's numbers and arrays become Python's, so that the run logs and saves plain values
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if _has_numpy(v):
+                setattr(self, f.name, tuple(_plain(v)) if isinstance(v, tuple) else _plain(v))
+
+    def validate(self, teacher_given: bool = False) -> None:
+        """Raise ``ValueError`` naming the first invalid option. ``teacher_given``: a teacher
+        model comes with the config (:func:`train`'s ``teacher``), so ``teacher`` may be empty."""
         for name, optional in _number_fields().items():  # first: a string "3" would fail the comparisons below
             v = getattr(self, name)
             if not (isinstance(v, numbers.Real) and not isinstance(v, bool)) and not (optional and v is None):
@@ -160,19 +179,31 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size", "at least 1"),
             (self.lr > 0, "lr", "positive"),
             (self.schedule in ("cosine", "step"), "schedule", "'cosine' or 'step'"),
-            (self.pool in ("max", "avg"), "pool", "'max' or 'avg'"),
+            (self.pool in POOLS, "pool", f"one of {POOLS}"),
             (self.gan_loss in L.GAN_LOSSES, "gan_loss", f"one of {L.GAN_LOSSES}"),
-            (self.flow_reduction in ("sum", "mean"), "flow_reduction", "'sum' or 'mean'"),
+            (self.flow_reduction in L.REDUCTIONS, "flow_reduction", f"one of {L.REDUCTIONS}"),
             (self.flow_norm in L.FLOW_NORMS, "flow_norm", f"one of {L.FLOW_NORMS}"),
+            (  # the item weights are 1 / ||G_T||^2, a sum over entries: with a mean each item would be
+                # its relative error over its number of entries, the large items weighted least
+                not (self.flow_norm == "item" and self.flow_reduction == "mean"),
+                "flow_reduction",
+                "'sum' with flow_norm 'item', whose weights are over each teacher item's summed squares",
+            ),
             (self.flow_grad_ratio is None or self.flow_grad_ratio > 0, "flow_grad_ratio", "positive"),
             (self.stage1_lr > 0, "stage1_lr", "positive"),
             (self.d_input in D_INPUTS, "d_input", f"one of {D_INPUTS}"),
-            (self.d_noise >= 0 and self.d_r1 >= 0, "d_noise/d_r1", "non-negative"),
+            (self.d_noise >= 0, "d_noise", "non-negative"),
+            (self.d_r1 >= 0, "d_r1", "non-negative"),
             (self.d_every >= 1, "d_every", "at least 1"),
             (self.probe_images >= 0, "probe_images", "non-negative"),
+            (self.probe_order in PROBE_ORDERS, "probe_order", f"one of {PROBE_ORDERS}"),
             (self.max_train_batches is None or self.max_train_batches >= 1, "max_train_batches", "None or at least 1"),
             (0 < self.labelled_fraction <= 1, "labelled_fraction", "in (0, 1]"),
-            (self.lambda_flow >= 0 and self.lambda_adv >= 0, "lambda_flow/lambda_adv", "non-negative"),
+            (self.lambda_flow >= 0, "lambda_flow", "non-negative"),
+            (self.lambda_adv >= 0, "lambda_adv", "non-negative"),
+            (self.ce_weight >= 0, "ce_weight", "non-negative"),
+            (self.kd_weight >= 0, "kd_weight", "non-negative"),
+            (self.at_beta >= 0, "at_beta", "non-negative"),
             (self.momentum >= 0 and self.momentum < 1, "momentum", "in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", "non-negative"),
             (self.val_size >= 0, "val_size", "non-negative"),
@@ -190,15 +221,25 @@ class TrainConfig:
         ]
         for ok, name, what in checks:
             if not ok:
-                raise ValueError(f"invalid {name}: {getattr(self, name.split('/')[0], '')!r} (must be {what})")
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r} (must be {what})")
         method = get_method(self.method)
-        if method.needs_teacher and not self.teacher:
+        if method.needs_teacher and not self.teacher and not teacher_given:
             raise ValueError(f"method {self.method!r} needs a teacher (a model file or a pretrained name)")
+        weights = {"ce": self.ce_weight, "kd": self.kd_weight, "at": self.at_beta, "flow": self.lambda_flow,
+                   "adv": self.lambda_adv}  # fmt: skip
+        if self.flow_grad_ratio is not None:  # the rule sets lambda_flow, positive
+            weights["flow"] = self.flow_grad_ratio
+        active = {t for t in method.terms if weights[t] > 0}
+        if not active:
+            raise ValueError(f"invalid weights: every term of method {self.method!r} ({', '.join(method.terms)}) "
+                             "has weight 0, so nothing would be trained")  # fmt: skip
         if self.two_stage:
-            weights = {"kd": self.kd_weight, "at": self.at_beta, "flow": self.lambda_flow, "adv": self.lambda_adv}
-            if self.flow_grad_ratio is not None:
-                weights["flow"] = self.flow_grad_ratio
-            if not any(weights.get(t, 0) > 0 for t in method.terms):
+            if not active - {"flow", "adv"}:
+                raise ValueError(
+                    f"invalid two_stage: method {self.method!r} with these weights has no term for stage 2 "
+                    "(which trains everything but the flow and adversarial terms)"
+                )
+            if not active - {"ce"}:
                 raise ValueError(
                     f"invalid two_stage: method {self.method!r} with these weights has no term for stage 1 "
                     "(which trains everything but the cross-entropy)"
@@ -219,9 +260,29 @@ class TrainConfig:
         return self.stage1 + self.epochs
 
     def to_dict(self) -> dict[str, Any]:
-        """Every option, tuples as lists (as ``config.json`` and checkpoints store them)."""
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        """Every option as JSON has it (as ``config.json`` and checkpoints store them): tuples as
+        lists, nested ones too, and NumPy's numbers and arrays as Python's."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _has_numpy(value: Any) -> bool:
+    if isinstance(value, np.ndarray | np.generic):
+        return True
+    return isinstance(value, list | tuple) and any(_has_numpy(v) for v in value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples turned into lists and NumPy's numbers and arrays into Python's, at
+    every depth: what a JSON round trip gives, so that two configs compare equal either way."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 @functools.cache
@@ -342,6 +403,14 @@ def check_device(name: str, label: str | None = None) -> None:
     raise ValueError(f"{label}: unknown device; use auto, cpu, cuda, cuda:N or mps")
 
 
+def amp_dtype_for(device: torch.device) -> torch.dtype | None:
+    """The mixed-precision type a run uses on ``device``: bfloat16 on a GPU that has it, float16
+    (with a gradient scaler, in training) on one that does not (a T4), ``None`` (float32) elsewhere."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``cuda`` if available, else Apple ``mps``, else ``cpu`` (or the one named, checked by
     :func:`check_device`)."""
@@ -387,20 +456,18 @@ def evaluate(
     """
     if isinstance(loader, Loaders):
         raise TypeError("evaluate takes one loader (say loaders.test or loaders.val), not the Loaders of get_loaders")
-    was_training = model.training
-    model.eval()
     correct, total, loss = 0, 0, 0.0
     device = next(model.parameters()).device
     expected = getattr(loader, "num_classes", None)
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(x)
-        _check_outputs(logits, y, expected)
-        loss += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        total += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(x)
+            _check_outputs(logits, y, expected)
+            loss += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
     return {"acc": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
 
 
@@ -414,6 +481,47 @@ def _check_outputs(logits: Tensor, labels: Tensor, num_classes: int | None) -> N
         )
     if len(labels) and int(labels.max()) >= outputs:
         raise ValueError(f"a label is {int(labels.max())} but the model has only {outputs} outputs")
+
+
+@torch.no_grad()
+def probe_flow_distances(
+    teacher: CifarResNet,
+    student: CifarResNet,
+    plan: FlowPlan,
+    loader: BatchLoader,
+    images: int = 1000,
+    order: str = "balanced",
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> list[float]:
+    """Each flow item's relative distance ``||G_T - G_S|| / ||G_T||`` between ``teacher`` and
+    ``student`` (both in eval mode; their modes are restored), averaged over ``images`` images of
+    ``loader``: what a training log calls ``flow_dist``.
+
+    Args:
+        plan: the flow items (:func:`~dfkd_lib.flow.make_flow_plan` of the two networks).
+        loader: the images, usually the validation split's loader.
+        images: how many (all of the loader's if it has fewer).
+        order: ``"balanced"``, the classes in turn (:func:`~dfkd_lib.data.interleave_classes`), or
+            ``"first"``, the first in stored order (see :data:`PROBE_ORDERS`).
+        autocast: a context in which the networks run (the flows are multiplied in float32).
+    """
+    if order not in PROBE_ORDERS:
+        raise ValueError(f"order must be one of {PROBE_ORDERS}, got {order!r}")
+    n = min(images, loader.num_samples)
+    idx = interleave_classes(loader.labels)[:n] if order == "balanced" else np.arange(n)
+    sums, seen = None, 0
+    with eval_mode(teacher, student):
+        for x, _ in loader.subset(idx):
+            with autocast():
+                _, t_taps = teacher(x, return_taps=True)
+                _, s_taps = student(x, return_taps=True)
+            with torch.autocast(x.device.type, enabled=False):  # Gram products in float32
+                g_t = plan.teacher_flows([t.float() for t in t_taps])
+                g_s = plan.student_flows([t.float() for t in s_taps])
+            d = L.flow_distances(g_t, g_s) * len(x)
+            sums = d if sums is None else sums + d
+            seen += len(x)
+    return [float(v) for v in sums / max(seen, 1)] if sums is not None else []
 
 
 def _rng_state() -> dict[str, Any]:
@@ -436,21 +544,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Options added after checkpoints were written without them, with the value that does what the
+# engine did before, so that those checkpoints still resume
+_BEFORE_THEIR_OPTION = {"probe_order": "first"}
+
+
 def _stage_ends(model: CifarResNet) -> list[int]:
     st = model.tap_stages
     return [i for i in range(len(st)) if i == len(st) - 1 or st[i + 1] != st[i]][1:]
-
-
-def _load_teacher(spec: str, num_classes: int, device: torch.device) -> CifarResNet:
-    from .pretrained import load_teacher
-
-    teacher = load_teacher(spec)
-    if teacher.num_classes != num_classes:
-        raise ValueError(f"the teacher {spec} has {teacher.num_classes} classes but the data set has {num_classes}")
-    teacher.to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 class Run:
@@ -458,7 +559,7 @@ class Run:
     attributes a hook may use are listed in :func:`train`; the rest is the engine's own."""
 
     def __init__(self, cfg: TrainConfig, loaders: Loaders | None, teacher: nn.Module | None, progress: bool | None):
-        cfg.validate()
+        cfg.validate(teacher_given=teacher is not None)
         self.cfg = cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -473,9 +574,7 @@ class Run:
             self.device = pick_device(cfg.device)
         self.main = self.rank == 0
         seed_everything(cfg.seed, cfg.deterministic)
-        self.amp_dtype = None
-        if cfg.amp and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = amp_dtype_for(self.device) if cfg.amp else None
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -502,10 +601,13 @@ class Run:
         self.student = model_from_name(cfg.student, n_cls).to(self.device, memory_format=mf)
         self.teacher = None
         if self.method.needs_teacher or teacher is not None or cfg.teacher:
+            name = "given" if teacher is not None else cfg.teacher
             if teacher is None:
-                teacher = _load_teacher(cfg.teacher, n_cls, self.device)
-            elif getattr(teacher, "num_classes", n_cls) != n_cls:
-                raise ValueError(f"the teacher has {teacher.num_classes} classes but the data set has {n_cls}")
+                from .pretrained import load_teacher
+
+                teacher = load_teacher(cfg.teacher)
+            if getattr(teacher, "num_classes", n_cls) != n_cls:
+                raise ValueError(f"the teacher {name} has {teacher.num_classes} classes but the data set has {n_cls}")
             self.teacher = teacher.to(self.device, memory_format=mf).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
@@ -675,7 +777,7 @@ class Run:
         # to the CPU: the RNG states must stay there; load_state_dict moves the rest to the device
         ck = safe_load(path, map_location="cpu")
         check_training_checkpoint(ck, path)  # the fields read below, named if missing
-        mine, theirs = self.cfg.to_dict(), ck["config"]
+        mine, theirs = self.cfg.to_dict(), _plain({**_BEFORE_THEIR_OPTION, **ck["config"]})
         # epochs is checked: the learning-rate schedule and the two stages are laid out over it
         ignore = {"resume", "out_dir", "device", "data_dir", "download"}
         if mine.get("flow_grad_ratio") is not None:  # the rule sets the weight; the configured one is unused
@@ -701,11 +803,8 @@ class Run:
         self.start_epoch = ck["epoch"] + 1
         self.history = list(ck["history"])
         # the log may hold a line written after the checkpoint was: keep what the checkpoint knows
-        log = self.out / "log.jsonl"
         if self.main:
-            with open(log, "w") as f:
-                for rec in self.history:
-                    f.write(json.dumps(rec) + "\n")
+            atomic_write_text("".join(json.dumps(rec) + "\n" for rec in self.history), self.out / "log.jsonl")
 
     # ---------------------------------------------------------------------------------------
     def _autocast(self):
@@ -829,9 +928,10 @@ class Run:
         Raises :class:`NonFiniteLossError` on NaN or infinity."""
         cfg = self.cfg
         t_logits = t_taps = None
-        if flags["teacher"]:
+        if flags["teacher"]:  # taps only where a term reads them: kd's teacher may be any network
             with torch.no_grad(), self._autocast():
-                t_logits, t_taps = self.teacher(x, return_taps=True)
+                t_out = self.teacher(x, return_taps=True) if flags["taps"] else self.teacher(x)
+            t_logits, t_taps = t_out if flags["taps"] else (t_out, None)
         with self._autocast():
             out = self.model(x, return_taps=flags["taps"])
         logits, s_taps = out if flags["taps"] else (out, None)
@@ -857,30 +957,20 @@ class Run:
         self.d_steps += 1
         return {**{k: v.detach() for k, v in terms.items()}, **extra}, logits.detach()
 
-    @torch.no_grad()
     def flow_probe(self) -> list[float] | None:
-        """Each flow item's relative distance (teacher vs the student in eval mode) on the first
-        ``probe_images`` validation images (test images if there is no validation split): what the
-        log calls ``flow_dist``. ``None`` without a teacher."""
+        """Each flow item's relative distance (teacher vs the student in eval mode) on
+        ``probe_images`` validation images (test images if there is no validation split), chosen
+        by ``probe_order`` (:func:`probe_flow_distances`): what the log calls ``flow_dist``.
+        ``None`` without a teacher."""
         if self.plan is None or self.cfg.probe_images == 0:
             return None
         loader = self.loaders.val if self.loaders.val is not None else self.loaders.test
-        was_training = self.student.training
-        self.student.eval()
-        sums, seen = None, 0
-        for x, _ in loader:
-            x = x[: self.cfg.probe_images - seen]
-            with self._autocast():
-                _, t_taps = self.teacher(x, return_taps=True)
-                _, s_taps = self.student(x, return_taps=True)
-            d = L.flow_distances(*self._flows(t_taps, s_taps)) * len(x)
-            sums = d if sums is None else sums + d
-            seen += len(x)
-            if seen >= self.cfg.probe_images:
-                break
-        self.student.train(was_training)
-        self.probe_seen = seen
-        return [round(float(v), 5) for v in sums / max(seen, 1)]
+        self.probe_seen = min(self.cfg.probe_images, loader.num_samples)
+        dists = probe_flow_distances(
+            self.teacher, self.student, self.plan, loader, self.cfg.probe_images, self.cfg.probe_order,
+            autocast=self._autocast,
+        )  # fmt: skip
+        return [round(v, 5) for v in dists]
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch; returns its record (mean loss terms, accuracies, speed)."""
@@ -1009,7 +1099,7 @@ def _cpu_model() -> str:
 _LEGENDS_SHOWN: set[str] = set()  # legends this process has printed (a notebook trains many runs)
 
 
-def _log_legend(rec: dict[str, Any], terms: Sequence[str], probe_images: int) -> str:
+def _log_legend(rec: dict[str, Any], terms: Sequence[str], probe_images: int, probe_order: str = "balanced") -> str:
     """What the columns of :func:`_epoch_line` mean, for a run with these loss ``terms`` and the
     fields of its first record ``rec`` (printed once, above its first line)."""
     lines = [f"  {' '.join(terms)}: the epoch's mean loss terms, each times its weight (their sum is minimised)"]
@@ -1019,7 +1109,10 @@ def _log_legend(rec: dict[str, Any], terms: Sequence[str], probe_images: int) ->
         lines.append("  D real/fake: % of the teacher's flows the discriminators called real / of the student's, fake")
     if "flow_dist" in rec:
         where = "validation" if "val_acc" in rec else "test"
-        lines.append(f"  flow dist: ||G_T - G_S|| / ||G_T||, mean over flow items, on {probe_images:,} {where} images")
+        which = "the classes in turn" if probe_order == "balanced" else "the first in stored order"
+        lines.append(
+            f"  flow dist: ||G_T - G_S|| / ||G_T||, mean over flow items, on {probe_images:,} {where} images ({which})"
+        )
     lines.append("  train" + (" val" if "val_acc" in rec else "") + " test: accuracy (%) at the end of the epoch")
     return "\n".join(["how to read each line:", *lines])
 
@@ -1080,7 +1173,9 @@ def train(
         loaders: data to use instead of the ones ``cfg`` names (e.g. generated data); then the
             config's data fields (``batch_size``, ``val_size``, ``labelled_fraction``,
             ``max_train_batches``) are not used, and ``data.json`` in ``out_dir`` records what was.
-        teacher: a teacher model to use instead of loading ``cfg.teacher``.
+        teacher: a teacher model to use instead of loading ``cfg.teacher`` (which may then be
+            empty; ``config.json`` records ``cfg.teacher``, so name the teacher there too when the
+            run's logs will be read by the report).
         progress: show progress bars (default: on the main process).
         callback: called after every epoch with the epoch's record and the run, once the epoch is
             logged and its checkpoint written: what it changes in the run (say ``run.lambda_flow``)
@@ -1117,13 +1212,13 @@ def train(
             elif (run.out / "checkpoint.pt").exists():
                 raise FileExistsError(f"{run.out} already holds a run; pass resume=True (--resume) or another out_dir")
             if run.main:
-                (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+                atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run.out / "config.json")
                 # what the data really were (loaders passed in can differ from the config's data fields)
                 ld = run.loaders
                 data = {"source": ld.source, "synthetic": ld.synthetic, "sizes": ld.sizes, "classes": ld.num_classes,
                         "batch_size": ld.train.batch_size * run.world, "batches_per_epoch": len(ld.train),
                         "environment": _environment(run.device, run.world)}  # fmt: skip
-                (run.out / "data.json").write_text(json.dumps(data, indent=2) + "\n")
+                atomic_write_text(json.dumps(data, indent=2) + "\n", run.out / "data.json")
                 if run.start_epoch == 0:
                     (run.out / "log.jsonl").write_text("")
                 (run.out / STOPPED_FILE).unlink(missing_ok=True)  # an earlier stop no longer holds
@@ -1140,7 +1235,7 @@ def train(
                 if run.out is not None and run.main:
                     stop = {"error": "NonFiniteLossError", "message": str(e), "epoch": run.where[0] + 1,
                             "step": run.where[1] + 1, "epochs_logged": len(run.history)}  # fmt: skip
-                    (run.out / STOPPED_FILE).write_text(json.dumps(stop, indent=2) + "\n")
+                    atomic_write_text(json.dumps(stop, indent=2) + "\n", run.out / STOPPED_FILE)
                 raise
             if run.world > 1:  # batch-norm statistics are per rank: evaluate and save rank 0's everywhere
                 for buf in run.student.buffers():
@@ -1160,7 +1255,7 @@ def train(
                 atomic_save(run.state(epoch), run.out / "checkpoint.pt")
             if verbose and run.main:
                 if len(run.history) == run.start_epoch + 1:  # this call's first line: its legend, once per kind
-                    legend = _log_legend(rec, run.method.terms, run.probe_seen)
+                    legend = _log_legend(rec, run.method.terms, run.probe_seen, run.cfg.probe_order)
                     if legend not in _LEGENDS_SHOWN:
                         _LEGENDS_SHOWN.add(legend)
                         print(legend, flush=True)

@@ -21,5 +21,5 @@ for name in $SETTINGS; do
   echo "=== $dir"
   # shellcheck disable=SC2086
   python -m dfkd_lib train --recipe 1 ${ARGS[$name]} "${teacher[@]}" --student resnet8 --dataset cifar10 \
-    --epochs "$EPOCHS" --seed 0 --out "$dir" --resume
+    --epochs "$EPOCHS" --seed 0 --probe-order first --out "$dir" --resume
 done

@@ -73,7 +73,7 @@ for seed in $SEEDS; do
     echo "=== $dir (console: $dir/console.log)"
     # shellcheck disable=SC2086
     python -m dfkd_lib train --recipe 1 ${ARGS[$name]} --teacher "$TEACHER" --student resnet8 --dataset cifar10 \
-      --epochs "$EPOCHS" --seed "$seed" --out "$dir" --resume > "$dir/console.log" 2>&1 &
+      --epochs "$EPOCHS" --seed "$seed" --probe-order first --out "$dir" --resume > "$dir/console.log" 2>&1 &
   done
 done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done

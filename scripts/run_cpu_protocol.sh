@@ -16,6 +16,9 @@
 #                                                       # syntax; after midnight: "tomorrow 02:00")
 #   JOBS=2 bash scripts/run_cpu_protocol.sh             # two runs at a time, one thread each on 2 cores
 #   PROBE=1 bash scripts/run_cpu_protocol.sh            # scratch gets the teacher too, as a flow probe
+#   PROBE_ORDER=balanced bash scripts/run_cpu_protocol.sh   # probe images of every class in turn; both
+#                            # protocols ran with "first": the first 1,000 validation images, which in
+#                            # the class-sorted cifar10.npz are airplanes and automobiles only
 #   FIRST="kd-lf1.0-s2 fsp-lf1.0-s2" bash scripts/run_cpu_protocol.sh   # these runs (folder names)
 #                            # first, after any cut off part-way; then the rest in the usual order
 #   STATUS_ONLY=1 bash scripts/run_protocol60.sh        # rewrite STATUS.md from the logs, train nothing
@@ -34,6 +37,7 @@ RECIPE=${RECIPE:-1}
 UNTIL=${UNTIL:-}
 JOBS=${JOBS:-1}
 PROBE=${PROBE:-0}
+PROBE_ORDER=${PROBE_ORDER:-first}
 FIRST=${FIRST:-}
 stop_at=""
 [ -n "$UNTIL" ] && stop_at=$(date -d "$UNTIL" +%s)
@@ -134,7 +138,7 @@ for dir in "${queue[@]}"; do
   teacher=(--teacher "$TEACHER")
   [ "$method" = scratch ] && [ "$PROBE" = 0 ] && teacher=()
   cmd=(python -m dfkd_lib train --method "$method" --recipe "$RECIPE" "${teacher[@]}" --student resnet8 --dataset cifar10
-    --epochs "$EPOCHS" --labelled-fraction "$frac" --seed "$seed" --out "$dir" --resume)
+    --epochs "$EPOCHS" --labelled-fraction "$frac" --seed "$seed" --probe-order "$PROBE_ORDER" --out "$dir" --resume)
   if [ "$JOBS" -gt 1 ]; then
     mkdir -p "$dir"
     echo "=== $dir (console: $dir/console.log)"

@@ -18,6 +18,7 @@ from dfkd_lib.checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
     atomic_save,
+    atomic_write_text,
     check_training_checkpoint,
     load_model,
     safe_load,
@@ -278,3 +279,42 @@ def test_an_interrupted_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
     old = safe_load(path)
     assert old["epoch"] == 1 and torch.equal(old["w"], torch.arange(4.0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]  # no temporary file left behind
+
+
+def test_text_files_of_a_run_are_replaced_whole(tmp_path):
+    """config.json, data.json and the log rewritten on resume go through atomic_write_text (the
+    same temporary-file-and-rename as atomic_save): a kill while writing leaves the old file."""
+    from dfkd_lib import checkpoint
+
+    path = tmp_path / "log.jsonl"
+    atomic_write_text('{"epoch": 1}\n', path)
+    assert path.read_text() == '{"epoch": 1}\n'
+
+    def dies_half_way(f):
+        f.write(b'{"epoch": 1}\n{"ep')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint._atomic_write(path, dies_half_way)
+    assert path.read_text() == '{"epoch": 1}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]
+
+
+def test_a_network_of_other_widths_saves_and_loads_with_them(tmp_path):
+    """``CifarResNet(widths=...)`` is public: its file records the widths (a standard network's
+    file does not, so the shipped ones are unchanged), and a bad widths field is named."""
+    from dfkd_lib.models import CifarResNet
+
+    torch.manual_seed(0)
+    narrow = CifarResNet(8, 10, (8, 16, 32))
+    save_model(narrow, tmp_path / "narrow.pt")
+    back = load_model(tmp_path / "narrow.pt")
+    assert back.widths == (8, 16, 32)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(back.eval()(x), narrow.eval()(x), rtol=0, atol=0)
+    save_model(CifarResNet(8), tmp_path / "usual.pt")
+    assert "widths" not in torch.load(tmp_path / "usual.pt", weights_only=True)
+    obj = torch.load(tmp_path / "narrow.pt", weights_only=True)
+    obj["widths"] = [8, 16]
+    torch.save(obj, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt: field 'widths' must be three positive channel counts"):
+        load_model(tmp_path / "bad.pt")

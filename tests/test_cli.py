@@ -19,6 +19,24 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "dfkd_lib", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def test_a_run_folder_in_use_is_an_error_message_not_a_traceback(tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = main(["train", "--method", "scratch", "--dataset", "synthetic", "--synthetic-per-class", "10",
+                     "--epochs", "1", "--batch-size", "50", "--device", "cpu", "--out", str(tmp_path), "--resume"])  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 2 and f"train: error: {tmp_path} is in use by another training process" in err
+    assert "Traceback" not in err
+
+
 def test_help_lists_methods():
     out = run("train", "--help").stdout
     assert "adv-dense" in out and "--lambda-flow" in out and "--resume" in out
@@ -192,7 +210,7 @@ def test_evaluate_documents_its_flags_and_offers_only_those_it_has(tmp_path, mon
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--dataset DATASET cifar10, cifar100, or synthetic" in text
+    assert "--dataset {cifar10,cifar100} the data set (default cifar10)" in text  # not synthetic: no file to test on
     assert "--data-dir DATA_DIR folder holding cifar10.npz" in text
     assert "--device DEVICE auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)" in text
     assert "--download let torchvision download the data set" in text

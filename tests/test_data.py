@@ -43,6 +43,42 @@ def test_real_cifar10_loaders(cifar):
     assert torch.bincount(lab, minlength=10).min() > 0.08 * len(lab)
 
 
+def test_the_first_validation_images_of_the_stored_file_are_two_classes_the_interleaved_all_ten(cifar):
+    """Why the flow probe takes the classes in turn: cifar10.npz is stored class by class, so the
+    first 1,000 validation images (what the probe read before, and in both protocols) are
+    airplanes and automobiles; the first 1,000 of :func:`interleave_classes` are 100 of each."""
+    loaders = D.get_loaders(cifar, batch_size=256)
+    labels = loaders.val.labels.numpy()
+    if np.all(np.diff(cifar.y_train) >= 0):  # the shipped .npz (torchvision's copy is not sorted)
+        assert np.bincount(labels[:1000], minlength=10).tolist() == [500, 500] + [0] * 8
+    order = D.interleave_classes(loaders.val.labels)
+    assert np.bincount(labels[order[:1000]], minlength=10).tolist() == [100] * 10
+    assert sorted(order.tolist()) == list(range(5000))  # a permutation
+
+
+def test_interleave_classes_takes_each_class_in_turn_in_stored_order():
+    y = np.array([2, 0, 0, 1, 2, 0, 1, 2, 2])
+    order = D.interleave_classes(y)
+    assert order.tolist() == [1, 3, 0, 2, 6, 4, 5, 7, 8]  # 0 1 2, 0 1 2, 0 2, 2: each class's in stored order
+    assert np.array_equal(D.interleave_classes(torch.as_tensor(y)), order)  # a tensor of labels too
+    # every prefix is as balanced as it can be: counts of any two classes differ by at most one
+    for k in range(1, 7):
+        counts = np.bincount(y[order[:k]], minlength=3)
+        assert counts.max() - counts.min() <= 1, k
+    assert D.interleave_classes(np.array([], dtype=np.int64)).tolist() == []
+
+
+def test_a_loaders_subset_keeps_its_normalisation_and_drops_shuffling_and_augmentation(synthetic):
+    loaders = D.get_loaders(synthetic, batch_size=7, val_size=0)
+    train = loaders.train
+    sub = train.subset([5, 0, 3])
+    x, y = next(iter(sub))
+    assert y.tolist() == [int(train.labels[i]) for i in (5, 0, 3)] and len(sub) == 1
+    want = (train.images[[5, 0, 3]].float() - train.mean) / train.std  # no crop, no flip
+    assert torch.equal(x, want)
+    assert train.shuffle and train.augment and len(train.images) == len(synthetic.y_train)  # unchanged
+
+
 def test_labelled_subset_is_class_balanced_and_seeded():
     y = np.repeat(np.arange(5), 100)
     m = D.labelled_subset(y, 0.1, seed=3)
@@ -276,6 +312,13 @@ def test_a_file_named_for_the_other_data_set_is_refused(tmp_path):
     path = write_npz(tmp_path / "cifar10.npz")
     with pytest.raises(ValueError, match="cifar10.npz holds cifar10, not cifar100"):
         D.load_cifar("cifar100", root=path)
+
+
+def test_cifar10_arrays_saved_as_cifar100_are_refused(tmp_path):
+    """Labels 0..9 are in range for CIFAR-100 too; only the number of classes present tells."""
+    write_npz(tmp_path / "cifar100.npz", n_classes=10, per_class=2)
+    with pytest.raises(ValueError, match="y_train holds 10 distinct labels, but cifar100 has 100 classes"):
+        D.load_cifar("cifar100", root=tmp_path)
 
 
 def test_a_given_root_is_the_only_place_looked(tmp_path, monkeypatch):

@@ -1,3 +1,4 @@
+import copy
 import io
 
 import pytest
@@ -63,5 +64,23 @@ def test_wrong_input_raises():
 
 
 def test_moves_with_to():
-    d = FlowDiscriminators(SHAPES).to(torch.float64)
-    assert all(p.dtype == torch.float64 for p in d.parameters())
+    """Moved to float64, the discriminators take float32 (and float64) flows and give float64 logits
+    equal to the float32 ones; float32 discriminators still give float32 logits for float64 or half flows."""
+    torch.manual_seed(0)
+    d32 = FlowDiscriminators(SHAPES)
+    d64 = copy.deepcopy(d32).to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in d64.parameters())
+    flows = [torch.randn(5, m, n) for m, n in SHAPES]
+    ref = d32(flows)
+    for flows_in in (flows, [g.double() for g in flows]):
+        out = d64(flows_in)
+        assert all(o.dtype == torch.float64 and o.shape == (5,) for o in out)
+        for a, b in zip(out, ref):
+            torch.testing.assert_close(a.float(), b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(d32([g.double() for g in flows]), ref):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b)
+    half = [g.half() for g in flows]  # half-precision flows: the float32 logits of their values
+    for a, b in zip(d32(half), d32([g.float() for g in half])):
+        assert a.dtype == torch.float32
+        assert torch.equal(a, b)

@@ -102,6 +102,31 @@ def test_attention_transfer_golden():
         L.at_loss([f], [torch.ones(1, 2, 4, 4)])
 
 
+def test_attention_map_squares_the_features_and_l2_normalises():
+    """One channel ``[[1, 2], [3, 4]]`` (signs flipped on two entries): attention ``f^2`` flattened,
+    ``[1, 4, 9, 16] / sqrt(354)``, not ``|f|`` (``[1, 2, 3, 4] / sqrt(30)``) nor ``f``."""
+    f = torch.tensor([[[[1.0, -2.0], [-3.0, 4.0]]]])
+    expected = torch.tensor([[1.0, 4.0, 9.0, 16.0]]) / math.sqrt(354)
+    torch.testing.assert_close(L.attention_map(f), expected)
+    # a second, zero channel halves the channel mean, which the normalisation removes
+    torch.testing.assert_close(L.attention_map(torch.cat([f, torch.zeros_like(f)], 1)), expected)
+    # the loss: mean over the 4 positions of the squared difference to a flat map (0.5 everywhere)
+    flat = torch.ones(1, 1, 2, 2)
+    # ((1, 4, 9, 16) / 18.8149 - 0.5)^2 = (0.19973, 0.08260, 0.00047, 0.12272), averaged
+    assert L.at_loss([f], [flat]).item() == pytest.approx(0.1013795, abs=1e-6)
+
+
+def test_attention_transfer_sends_no_gradient_to_the_teacher_features():
+    """``at_loss`` detaches the teacher's maps: a teacher tensor that requires a gradient gets none,
+    the student's gets a non-zero one."""
+    torch.manual_seed(0)
+    ft = torch.randn(2, 4, 4, 4, requires_grad=True)
+    fs = torch.randn(2, 8, 4, 4, requires_grad=True)
+    L.at_loss([ft], [fs]).backward()
+    assert ft.grad is None
+    assert fs.grad is not None and fs.grad.abs().sum() > 0
+
+
 def test_gan_losses_golden():
     zero = [torch.zeros(4)]
     two = [torch.full((4,), 2.0)]
@@ -119,6 +144,62 @@ def test_gan_losses_golden():
     assert L.discriminator_loss(two, [-x for x in two], "bce").item() == pytest.approx(2 * math.log1p(math.exp(-2)))
     with pytest.raises(ValueError, match="unknown GAN loss"):
         L.generator_loss(zero, "wasserstein")
+
+
+# Asymmetric logits: real and fake differ, and each tensor holds two different values, so that
+# swapped roles, a lost 0.5 or a sum instead of a batch mean give other numbers.
+REAL, FAKE = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 3.0])
+
+
+def _softplus(v: float) -> float:
+    return math.log1p(math.exp(v))
+
+
+@pytest.mark.parametrize(
+    "kind, real, fake, expected",
+    [
+        ("bce", [1.0], [0.0], _softplus(-1) + math.log(2)),
+        ("bce", [0.0], [1.0], math.log(2) + _softplus(1)),
+        # mean of softplus(-r) over the real logits + mean of softplus(f) over the fake ones
+        ("bce", REAL, FAKE, (_softplus(0) + _softplus(-2)) / 2 + (_softplus(1) + _softplus(3)) / 2),
+        ("lsgan", [1.0], [0.0], 0.0),
+        ("lsgan", [0.0], [1.0], 0.5 * (1 + 1)),
+        ("lsgan", [3.0], [-1.0], 0.5 * (4 + 1)),
+        # 0.5 * (mean((r - 1)^2) + mean(f^2)) = 0.5 * ((1 + 1) / 2 + (1 + 9) / 2)
+        ("lsgan", REAL, FAKE, 3.0),
+        ("hinge", [1.0], [0.0], 0.0 + 1.0),
+        ("hinge", [0.0], [1.0], 1.0 + 2.0),
+        ("hinge", [3.0], [-2.0], 0.0),
+        # mean(relu(1 - r)) + mean(relu(1 + f)) = (1 + 0) / 2 + (2 + 4) / 2
+        ("hinge", REAL, FAKE, 3.5),
+    ],
+)
+def test_discriminator_loss_asymmetric_golden(kind, real, fake, expected):
+    """The discriminator's loss when real and fake logits differ: teacher flows real, student fake."""
+    real, fake = torch.as_tensor(real), torch.as_tensor(fake)
+    assert L.discriminator_loss([real], [fake], kind).item() == pytest.approx(expected, rel=1e-6)
+    # summed over items: a second item with the roles at their targets' opposite adds its own loss
+    two = L.discriminator_loss([real, fake], [fake, real], kind).item()
+    assert two == pytest.approx(expected + L.discriminator_loss([fake], [real], kind).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kind, fake, expected",
+    [
+        ("bce", [1.0], _softplus(-1)),
+        ("bce", [-2.0], _softplus(2)),
+        ("bce", FAKE, (_softplus(-1) + _softplus(-3)) / 2),
+        ("lsgan", [1.0], 0.0),
+        ("lsgan", [3.0], 0.5 * 4),
+        ("lsgan", REAL, 0.5 * (1 + 1) / 2),
+        ("lsgan", FAKE, 0.5 * (0 + 4) / 2),
+        ("hinge", [-3.0], 3.0),
+        ("hinge", FAKE, -2.0),
+    ],
+)
+def test_generator_loss_asymmetric_golden(kind, fake, expected):
+    """The student's loss: low when the discriminator calls its flows real (high logits)."""
+    assert L.generator_loss([torch.as_tensor(fake)], kind).item() == pytest.approx(expected, rel=1e-6, abs=1e-12)
 
 
 def test_discriminator_accuracy():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from dfkd_lib import losses as L
 from dfkd_lib import methods as M
 from dfkd_lib.checkpoint import save_model
 from dfkd_lib.cli import make_parser
+from dfkd_lib.data import interleave_classes
 from dfkd_lib.flow import make_flow_plan
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.report import load_runs, planned_epochs, summarise
@@ -386,11 +388,17 @@ def test_the_item_normalised_flow_term_divides_each_item_by_the_teacher_s_rms_no
     assert float(scale.max() / scale.min()) > 1.5  # the items differ in scale: equal weights would not match
 
 
-def test_the_flow_probe_is_the_relative_distance_on_the_first_validation_images(teacher):
-    cfg = config_for("dense", teacher=teacher, epochs=1, probe_images=7, **BASE)
+@pytest.mark.parametrize("order", ["balanced", "first"])
+def test_the_flow_probe_is_the_relative_distance_on_the_chosen_validation_images(teacher, order):
+    """``balanced``: the first 7 of the classes taken in turn (7 classes, one image each);
+    ``first``: the first 7 in stored order (the synthetic set, like cifar10.npz, is stored by class)."""
+    cfg = config_for("dense", teacher=teacher, epochs=1, probe_images=7, probe_order=order, **BASE)
     res = train(cfg, progress=False, verbose=False)
     run = Run(cfg, None, None, progress=False)  # the same data, split and teacher
-    x = torch.cat([xb for xb, _ in run.loaders.val])[:7]
+    x, y = (torch.cat(t) for t in zip(*run.loaders.val))
+    idx = interleave_classes(y)[:7] if order == "balanced" else np.arange(7)
+    assert len(set(y[idx].tolist())) == (7 if order == "balanced" else 4)  # 2 validation images a class
+    x = x[idx]
     student = copy.deepcopy(res.student).eval()
     with torch.no_grad():
         g_t = res.plan.teacher_flows(run.teacher(x, return_taps=True)[1])

@@ -1,7 +1,16 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from dfkd_lib.models import VALID_DEPTHS, CifarResNet, cifar_resnet, count_macs, count_parameters, model_from_name
+from dfkd_lib.models import (
+    VALID_DEPTHS,
+    BasicBlock,
+    CifarResNet,
+    cifar_resnet,
+    count_macs,
+    count_parameters,
+    model_from_name,
+)
 
 
 @pytest.mark.parametrize("depth", VALID_DEPTHS[:8] + (110,))
@@ -58,3 +67,74 @@ def test_model_from_name():
     assert model_from_name("resnet8", 100).num_classes == 100
     with pytest.raises(ValueError, match="unknown model name"):
         model_from_name("vgg16")
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads_channels_on_both_sides():
+    """He et al.'s option A: keep every second pixel, put the 16 input channels in the middle of
+    the 32 output channels (8 zero channels before, 8 after)."""
+    x = torch.arange(2 * 16 * 8 * 8, dtype=torch.float32).reshape(2, 16, 8, 8)
+    expected = torch.zeros(2, 32, 4, 4)
+    for i in range(4):
+        for j in range(4):
+            expected[:, 8:24, i, j] = x[:, :, 2 * i, 2 * j]
+    got = BasicBlock(16, 32, 2).shortcut(x)
+    assert torch.equal(got, expected)
+    assert torch.equal(got, F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8)))
+    # an unchanged shape: the identity itself
+    y = torch.arange(2 * 16 * 4 * 4, dtype=torch.float32).reshape(2, 16, 4, 4)
+    assert torch.equal(BasicBlock(16, 16).shortcut(y), y)
+
+
+@pytest.mark.parametrize("in_ch, out_ch, stride", [(16, 32, 2), (16, 16, 1)])
+def test_a_block_with_a_silenced_residual_branch_passes_its_shortcut(in_ch, out_ch, stride):
+    """With ``bn2``'s scale and shift at zero the residual branch adds nothing, so the block's output
+    is ``relu(shortcut(x))``: the shortcut must be added before the last ReLU."""
+    torch.manual_seed(0)
+    block = BasicBlock(in_ch, out_ch, stride).eval()
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+    x = torch.randn(2, in_ch, 8, 8)  # negative values too, so the final ReLU matters
+    out = block(x)
+    assert torch.equal(out, F.relu(block.shortcut(x)))
+    assert out.abs().sum() > 0
+
+
+def _reference_resnet(model: CifarResNet, x: torch.Tensor) -> torch.Tensor:
+    """A CIFAR ResNet written out from He et al. (section 4.2) with the model's weights: stem, three
+    stages (stride 2 at the first block of stages 2 and 3), option-A shortcuts, pooling, linear."""
+    sd = model.state_dict()
+
+    def bn(h, name):
+        mean, var = sd[f"{name}.running_mean"], sd[f"{name}.running_var"]
+        w, b = sd[f"{name}.weight"], sd[f"{name}.bias"]
+        return (h - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5) * w[:, None, None] + b[:, None, None]
+
+    h = F.relu(bn(F.conv2d(x, sd["conv1.weight"], padding=1), "bn1"))
+    for s in range(3):
+        for j in range(model.blocks_per_stage):
+            p, stride = f"stages.{s}.{j}", 2 if s > 0 and j == 0 else 1
+            r = F.relu(bn(F.conv2d(h, sd[f"{p}.conv1.weight"], stride=stride, padding=1), f"{p}.bn1"))
+            r = bn(F.conv2d(r, sd[f"{p}.conv2.weight"], padding=1), f"{p}.bn2")
+            short = h[:, :, ::stride, ::stride]
+            extra = r.shape[1] - short.shape[1]
+            zeros = short.new_zeros(short.shape[0], extra // 2, *short.shape[2:])
+            h = F.relu(r + torch.cat([zeros, short, zeros], 1))
+    return h.mean((2, 3)) @ sd["fc.weight"].T + sd["fc.bias"]
+
+
+def test_resnet8_matches_a_reference_written_from_the_paper():
+    """The logits of ResNet-8 in eval mode (batch-norm statistics moved off their initial values)
+    equal those of an independent functional implementation with the same weights."""
+    torch.manual_seed(0)
+    model = cifar_resnet(8).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference_resnet(model, x), rtol=1e-4, atol=1e-5)

@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import seaborn  # noqa: E402, F401  (a declared test dependency: a missing one fails, never skips)
 
 from dfkd_lib import plots  # noqa: E402
 from dfkd_lib.flow import make_pairs  # noqa: E402
@@ -59,7 +60,6 @@ def test_pair_diagram_bad_input():
 
 
 def test_class_similarity_masks_the_diagonal_and_annotates_the_rest():
-    pytest.importorskip("seaborn")
     classes = ["a", "b", "c"]
     sim = np.array([[0.8, 0.15, 0.05], [0.3, 0.6, 0.1], [0.0, 0.2, 0.8]])
     fig = plots.plot_class_similarity(sim, classes)
@@ -72,7 +72,6 @@ def test_class_similarity_masks_the_diagonal_and_annotates_the_rest():
 
 
 def test_logit_histograms_one_panel_per_epoch_and_the_accuracies_they_show():
-    pytest.importorskip("seaborn")
     real = np.array([1.0, 2.0, -1.0, 3.0])  # 3 of 4 above the threshold: 75 %
     fake = np.array([-2.0, -1.0, 0.5, -3.0])  # 3 of 4 below it: 75 %
     logits = {"plain": {0: (real * 0, fake * 0), 1: (real, fake)}, "sn": {0: (real, fake)}}
@@ -87,7 +86,6 @@ def test_logit_histograms_one_panel_per_epoch_and_the_accuracies_they_show():
 
 
 def test_item_distances_relative_to_the_first_epoch():
-    pytest.importorskip("seaborn")
     rng = np.random.default_rng(0)
     d = rng.uniform(1, 2, size=(3, 2, 5))  # 3 epochs, 2 items, 5 images
     fig = plots.plot_item_distances(d, ["x->y", "y->z"], epochs=[0, 1, 2])
@@ -107,7 +105,6 @@ def test_item_distances_relative_to_the_first_epoch():
 
 
 def test_flow_pca_projects_every_image_of_every_network():
-    pytest.importorskip("seaborn")
     rng = np.random.default_rng(0)
     teacher = rng.normal(size=(20, 4, 6))
     students = {"far": rng.normal(5, 1, size=(20, 4, 6)), "near": teacher + 0.01}
@@ -122,7 +119,6 @@ def test_flow_pca_projects_every_image_of_every_network():
 
 
 def test_seed_points_and_paired_differences_draw_every_seed():
-    pytest.importorskip("seaborn")
     values = {"scratch": [81.5, 81.9, 81.8], "kd": [84.3, 84.6, 84.3]}
     fig = plots.plot_seed_points(values, "accuracy", colors={"kd": "#0072B2"})
     points = fig.axes[0].collections[:2]  # one strip of points per group
@@ -137,7 +133,6 @@ def test_seed_points_and_paired_differences_draw_every_seed():
 
 
 def test_seed_curves_one_thin_line_per_seed_and_one_mean_per_group():
-    pytest.importorskip("seaborn")
     curves = {"adv": [[97, 98, 99], [96, 98, 98]], "adv-dense": [[95, 93, 92], [96, 94, 93], [97, 95, 94]]}
     fig = plots.plot_seed_curves(curves, "accuracy")
     lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3]

@@ -9,7 +9,21 @@ from dfkd_lib.data import get_loaders
 from dfkd_lib.train import evaluate
 
 SHIPPED = pretrained.available()
-needs_teacher = pytest.mark.skipif("resnet26_cifar10" not in SHIPPED, reason="no teacher shipped yet")
+TEACHERS = ["resnet26_cifar10", "resnet26_cifar10_e80"]
+STUDENT_METHODS = ["scratch", "kd", "fsp", "dense", "adv-dense", "kd-adv-dense"]
+
+
+def test_the_manifest_lists_the_shipped_teachers_and_students():
+    """The tests below run once per manifest entry, so a broken manifest would leave them with nothing
+    to check: the two teachers and the six ResNet-8 students of the 60-epoch protocol must be listed."""
+    expected = TEACHERS + [f"resnet8_cifar10_{m}" for m in STUDENT_METHODS]
+    missing = sorted(set(expected) - set(SHIPPED))
+    assert not missing, f"not in the manifest: {missing}"
+    entries = pretrained.manifest()
+    assert all(entries[t]["arch"] == "resnet26" and entries[t].get("role") != "student" for t in TEACHERS)
+    assert {m: f"resnet8_cifar10_{m}" for m in STUDENT_METHODS}.items() <= pretrained.students().items()
+    for m in STUDENT_METHODS:
+        assert (pretrained.WEIGHTS_DIR / entries[f"resnet8_cifar10_{m}"]["file"]).is_file(), m
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -31,7 +45,6 @@ def test_every_shipped_model_reaches_its_stated_accuracy(cifar, name):
     assert abs(acc - stated) <= 0.1, f"{name}: measured {acc:.2f} %, manifest says {stated} %"
 
 
-@needs_teacher
 def test_checksum_mismatch_is_reported(tmp_path, monkeypatch):
     entry = pretrained.manifest()["resnet26_cifar10"]
     shutil.copy(pretrained.WEIGHTS_DIR / "manifest.json", tmp_path / "manifest.json")

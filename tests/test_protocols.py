@@ -11,6 +11,10 @@ from dfkd_lib import protocols
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("epochs", "seeds", "teacher", "recipe", "probe", "specs")
 
+# The logs committed in results/cpu and results/cpu60: all 30 runs of the 15-epoch protocol, and
+# at least 26 runs (24 complete) of the 60-epoch one, whose last runs may still be training.
+COMMITTED = {"15-epoch protocol": ("results/cpu", 30, 30), "60-epoch protocol": ("results/cpu60", 26, 24)}
+
 
 def test_script_value_reads_defaults_and_plain_values_and_skips_comments():
     text = '# EPOCHS=99\nEPOCHS=${EPOCHS:-15}\nSEEDS=${SEEDS:-"0 1 2"}\nOUT=results/cpu60 PROBE=1 \\\n'
@@ -27,7 +31,8 @@ def test_the_copies_of_the_scripts_settings_match_the_scripts(name, tmp_path):
     real, copy = protocols.read(name, ROOT), protocols.read(name, tmp_path)
     assert {k: getattr(real, k) for k in SETTINGS} == {k: getattr(copy, k) for k in SETTINGS}
     assert real.source.startswith("`scripts/") and "copy" in copy.source
-    assert real.n_total == 30 and real.folder == ROOT / protocols.PROTOCOLS[name][1]
+    assert real.n_total == 30 and real.folder == ROOT / COMMITTED[name][0] and real.folder.is_dir()
+    assert copy.folder == tmp_path / COMMITTED[name][0]  # the folder is relative to the repository given
 
 
 def test_the_60_epoch_protocol_is_what_its_script_says():
@@ -39,18 +44,19 @@ def test_the_60_epoch_protocol_is_what_its_script_says():
 @pytest.mark.parametrize("name", list(protocols.PROTOCOLS))
 def test_every_committed_log_in_a_protocol_s_folder_counts_as_its_run(name):
     """The committed logs were all made by the protocols' scripts (the 15-epoch fsp by the first
-    engine, with its flow-only stage inside the epochs)."""
+    engine, with its flow-only stage inside the epochs): none is kept apart, and none is missing."""
+    folder, n_runs, n_complete = COMMITTED[name]
     p = protocols.load(name, ROOT)
-    if not p.folder.is_dir():
-        pytest.skip("no logs of this protocol in this checkout")
-    assert p.runs and not p.other_runs
-    assert 0 < p.n_complete <= p.n_total
+    assert p.folder == ROOT / folder and p.folder.is_dir()
+    assert len(list(p.folder.glob("*/log.jsonl"))) >= n_runs
+    assert not p.other_runs
+    assert n_runs <= len(p.runs) <= p.n_total
+    assert n_complete <= p.n_complete <= p.n_total
 
 
 def test_a_log_with_other_settings_is_kept_apart():
     p = protocols.load("60-epoch protocol", ROOT)
-    if not p.runs:
-        pytest.skip("no 60-epoch logs in this checkout")
+    assert p.runs, f"no 60-epoch logs found in {p.folder}"
     run = next(r for r in p.runs if r.method == "kd")
     assert p.accepts(run)
     assert not p.accepts(dataclasses.replace(run, options={**run.options, "lr": 0.05}))
@@ -70,8 +76,7 @@ def test_a_log_with_other_settings_is_kept_apart():
 def test_fsp_logs_of_the_first_engine_count_and_only_with_the_default_stage_length():
     p15 = protocols.load("15-epoch protocol", ROOT)
     fsp = [r for r in p15.runs if r.method == "fsp"]
-    if not fsp:
-        pytest.skip("no 15-epoch fsp logs in this checkout")
+    assert len(fsp) == 3, "the three committed 15-epoch fsp logs (seeds 0, 1, 2)"
     legacy = fsp[0]
     assert "stage1_lr" not in legacy.options  # the first engine did not log it
     assert p15.accepts(legacy)
@@ -92,8 +97,7 @@ def test_a_missing_folder_gives_a_protocol_without_runs(tmp_path):
 def test_paired_differences_are_taken_seed_by_seed_from_the_logs():
     """kd minus scratch of the committed 15-epoch runs, against the last lines of their logs."""
     p = protocols.load("15-epoch protocol", ROOT)
-    if not p.folder.is_dir():
-        pytest.skip("no logs of this protocol in this checkout")
+    assert p.folder.is_dir(), f"the committed logs of {p.folder} are missing"
     kd, scratch = p.by_group[("kd", 1.0)], p.by_group[("scratch", 1.0)]
 
     def last(method, seed, key="test_acc"):

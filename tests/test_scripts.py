@@ -61,6 +61,8 @@ def test_protocol_runs_each_spec_with_the_right_options(tmp_path):
     assert f"--out {out}/scratch-lf1.0-s0" in scratch and "--labelled-fraction 1.0" in scratch
     assert "--method kd --recipe 1 --teacher resnet26_cifar10" in kd and "--labelled-fraction 0.1" in kd
     assert "--epochs 2" in kd and "--seed 0" in kd and "--resume" in kd
+    # both protocols' logs probed the first validation images in stored order; the default keeps that
+    assert all(" --probe-order first " in c for c in runs)
     assert calls[-1].endswith(f"-m dfkd_lib report --runs {out}")  # the table is rebuilt at the end
 
 
@@ -102,6 +104,7 @@ def test_protocol60_plans_ten_runs_a_seed_with_the_teacher_for_all(tmp_path):
     runs = trains(calls)
     assert len(runs) == 10 and all("--epochs 60" in c and "--teacher resnet26_cifar10_e80" in c for c in runs)
     assert all("--recipe 2 " in c for c in runs)  # the current recipes (the 15-epoch protocol: --recipe 1)
+    assert all(" --probe-order first " in c for c in runs)  # as its committed runs were probed
     assert [c.split("--method ")[1].split()[0] for c in runs if "--labelled-fraction 0.1" in c] == [
         "scratch", "kd", "adv-dense", "kd-adv-dense"]  # fmt: skip
     assert "0 of 10 runs done" in (out / "STATUS.md").read_text()
@@ -163,7 +166,8 @@ def test_objective_search_settings(tmp_path):
     scratch, sparse = trains(calls)
     assert "--method scratch" in scratch and "--teacher" not in scratch
     assert "--recipe 1 --method dense --pairs sparse --lambda-flow 1e-3 --teacher resnet26_cifar10" in sparse
-    assert f"--epochs 4 --seed 0 --out {out}/dense-sparse --resume" in sparse
+    # the searches' committed logs probed the first validation images in stored order
+    assert f"--epochs 4 --seed 0 --probe-order first --out {out}/dense-sparse --resume" in sparse
 
 
 def test_search_rejects_an_unknown_setting(tmp_path):
@@ -184,6 +188,7 @@ def test_method_screen_runs_its_settings_on_the_first_recipes_with_the_teacher(t
     assert len(runs) == 2 and "done already" in proc.stdout
     assert all(c.split("train ")[1].startswith("--recipe 1 --method ") for c in runs)
     assert all("--teacher resnet26_cifar10 " in c for c in runs)  # scratch too: the flow probe
+    assert all(" --probe-order first " in c for c in runs)  # as the committed screens were probed
     assert "--lambda-flow 5e-4 --flow-norm none" in runs[1]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfkd_lib.checkpoint import CheckpointError, load_model, save_model
+from dfkd_lib.checkpoint import CheckpointError, ConfigMismatchError, load_model, save_model
 from dfkd_lib.data import get_loaders
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.train import (
@@ -232,6 +232,33 @@ def test_a_log_line_written_after_the_last_checkpoint_is_dropped_on_resume(tmp_p
     assert lines == json.loads(json.dumps(res.history))
 
 
+def test_a_checkpoint_written_before_probe_order_existed_resumes_with_the_first_images(tmp_path):
+    """Checkpoints without ``probe_order`` (the protocols' runs) probed the first validation
+    images: they resume with ``probe_order="first"`` and refuse ``"balanced"``, naming it."""
+
+    class Killed(Exception):
+        pass
+
+    def die(rec, run):
+        raise Killed
+
+    opts = dict(out_dir=str(tmp_path), probe_order="first")
+    with pytest.raises(Killed):
+        train(small("scratch", None, **opts), progress=False, verbose=False, callback=die)
+    path = tmp_path / "checkpoint.pt"
+    ck = torch.load(path, weights_only=True)
+    del ck["config"]["probe_order"]
+    torch.save(ck, path)
+    with pytest.raises(ConfigMismatchError, match=r"probe_order.*\('first', 'balanced'\)"):
+        train(
+            small("scratch", None, out_dir=str(tmp_path), resume=True, probe_order="balanced"),
+            progress=False,
+            verbose=False,
+        )
+    res = train(small("scratch", None, **opts, resume=True), progress=False, verbose=False)
+    assert [r["epoch"] for r in res.history] == [1, 2]
+
+
 def test_existing_run_needs_resume(tmp_path):
     cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path))
     train(cfg, progress=False, verbose=False)
@@ -265,6 +292,41 @@ def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_teacher_model_given_to_train_needs_no_name_in_the_config():
+    """``train(cfg, teacher=model)`` uses the model, as documented, even when ``cfg.teacher`` is
+    empty; a given teacher for another number of classes is refused."""
+    torch.manual_seed(0)
+    teacher = cifar_resnet(8)
+    res = train(small("kd", None, epochs=1), teacher=teacher, progress=False, verbose=False)
+    assert res.history[0]["loss_kd"] > 0 and len(res.history[0]["flow_dist"]) == 6  # it was used
+    assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training  # frozen
+    with pytest.raises(ValueError, match="the teacher given has 100 classes but the data set has 10"):
+        train(small("kd", None, epochs=1), teacher=cifar_resnet(8, num_classes=100), progress=False, verbose=False)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(small("kd", None, epochs=1), progress=False, verbose=False)
+
+
+def test_kd_takes_any_network_as_its_teacher_without_the_flow_probe():
+    """KD reads only the teacher's logits: a teacher that is not a CifarResNet (no taps) trains,
+    with a warning that there is no flow probe."""
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    with pytest.warns(UserWarning, match="no flow probe.*not Sequential"):
+        res = train(small("kd", None, epochs=1), teacher=teacher, progress=False, verbose=False)
+    assert res.history[0]["loss_kd"] > 0 and "flow_dist" not in res.history[0]
+
+
+def test_mixed_precision_is_bfloat16_where_the_gpu_has_it_else_float16_and_none_off_the_gpu(monkeypatch):
+    """What training and ``python -m dfkd_lib evaluate`` run in (the CLI had bfloat16 on every GPU,
+    which a T4 does not have)."""
+    from dfkd_lib.train import amp_dtype_for
+
+    assert amp_dtype_for(torch.device("cpu")) is None
+    for has_bf16, want in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, has=has_bf16, **k: has)
+        assert amp_dtype_for(torch.device("cuda", 0)) == want
+
+
 def test_bad_configs_raise_clear_errors(teacher_file):
     with pytest.raises(ValueError, match="unknown method"):
         config_for("magic")
@@ -293,10 +355,18 @@ def test_bad_configs_raise_clear_errors(teacher_file):
         ("fsp", {"stage1_epochs": 0}, r"invalid stage1_epochs: 0 \(must be at least 1\)"),
         ("fsp", {"stage1_lr": 0.0}, "invalid stage1_lr"),
         ("dense", {"flow_norm": "l1"}, "invalid flow_norm: 'l1'"),
+        ("dense", {"flow_norm": "item", "flow_reduction": "mean"}, "invalid flow_reduction: 'mean' .*flow_norm 'item'"),
         ("dense", {"flow_grad_ratio": -1.0}, "invalid flow_grad_ratio"),
         ("adv", {"d_input": "whitened"}, "invalid d_input"),
         ("adv", {"d_every": 0}, "invalid d_every"),
-        ("adv", {"d_r1": -1.0}, "invalid d_noise/d_r1"),
+        ("adv", {"d_r1": -1.0}, r"invalid d_r1: -1.0 \(must be non-negative\)"),  # the field's own value
+        ("adv", {"d_noise": -0.1}, "invalid d_noise: -0.1"),
+        ("adv", {"lambda_adv": -1.0}, "invalid lambda_adv: -1.0"),
+        ("kd", {"kd_weight": -1.0}, "invalid kd_weight: -1.0"),
+        ("at", {"at_beta": -5.0}, "invalid at_beta: -5.0"),
+        ("scratch", {"ce_weight": 0.0}, r"every term of method 'scratch' \(ce\) has weight 0"),
+        ("kd", {"ce_weight": 0.0, "kd_weight": 0.0}, "every term of method 'kd'"),
+        ("fsp", {"ce_weight": 0.0}, "invalid two_stage: method 'fsp' with these weights has no term for stage 2"),
         ("scratch", {"max_train_batches": 0}, "invalid max_train_batches: 0"),
         ("scratch", {"epochs": "3"}, r"invalid epochs: '3' \(must be a number, not str\)"),
         ("scratch", {"lr": "0.1"}, "invalid lr: '0.1'"),
@@ -469,12 +539,27 @@ def test_resuming_from_a_checkpoint_without_its_fields_names_them(tmp_path):
         train(small("scratch", None, epochs=2, out_dir=str(run_dir), resume=True), progress=False, verbose=False)
 
 
-def test_validate_accepts_numpy_numbers_and_pairs_given_as_arrays():
+def test_numpy_numbers_and_pairs_given_as_arrays_become_python_s_and_the_run_logs_and_resumes(teacher_file, tmp_path):
+    """A config built from NumPy values (a sweep over np.linspace, pairs as an array) holds
+    Python's, so config.json and the log can be written; a run made with pairs given as tuples
+    resumes with the same pairs given as an array (checkpoints and config.json store lists)."""
     import numpy as np
 
-    cfg = config_for("dense", teacher="t.pt", epochs=np.int64(2), lr=np.float32(0.05), pairs=np.array([[0, 1], [1, 3]]))
+    cfg = config_for("dense", teacher="t.pt", epochs=np.int64(2), lr=np.float64(0.05), pairs=np.array([[0, 1], [1, 3]]))
     cfg.validate()
-    config_for("dense", teacher="t.pt", pairs=[np.array([0, 1])], stage1_epochs=None, max_train_batches=None).validate()
+    assert type(cfg.epochs) is int and type(cfg.lr) is float and cfg.pairs == [[0, 1], [1, 3]]
+    cfg = config_for("dense", teacher="t.pt", pairs=[np.array([0, 1])], milestones=(np.float64(0.5),))
+    cfg.validate()
+    assert cfg.pairs == [[0, 1]] and cfg.milestones == (0.5,) and type(cfg.milestones[0]) is float
+
+    opts = dict(out_dir=str(tmp_path), lr=np.float64(0.05), weight_decay=np.float32(0.0))
+    train(
+        small("dense", teacher_file, epochs=np.int64(1), pairs=[(0, 1), (1, 3)], **opts), progress=False, verbose=False
+    )
+    assert json.loads((tmp_path / "config.json").read_text())["pairs"] == [[0, 1], [1, 3]]
+    assert json.loads((tmp_path / "log.jsonl").read_text())["lr"] == 0.05
+    again = small("dense", teacher_file, epochs=1, pairs=np.array([[0, 1], [1, 3]]), resume=True, **opts)
+    assert len(train(again, progress=False, verbose=False).history) == 1  # the same config: nothing left
 
 
 def test_pick_device_names_a_device_this_machine_cannot_use():
