@@ -1,4 +1,7 @@
+import contextlib
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +20,29 @@ def cifar():
         if os.environ.get("DFKD_REQUIRE_DATA") == "1":
             raise
         pytest.skip("CIFAR-10 not found (set DFKD_DATA)")
+
+
+@pytest.fixture
+def folder_held():
+    """``with folder_held(path):`` another process holds ``path/.lock`` as a second training run in
+    that folder would; it holds it until the block ends, however slow the machine (it waits on its
+    stdin, not on a clock)."""
+
+    @contextlib.contextmanager
+    def hold(folder):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+             "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(folder / ".lock")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            yield
+        finally:
+            holder.kill()
+            holder.wait()
+
+    return hold
 
 
 @pytest.fixture(scope="session")

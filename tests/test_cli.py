@@ -19,19 +19,10 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "dfkd_lib", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_a_run_folder_in_use_is_an_error_message_not_a_traceback(tmp_path, capsys):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+def test_a_run_folder_in_use_is_an_error_message_not_a_traceback(tmp_path, capsys, folder_held):
+    with folder_held(tmp_path):
         code = main(["train", "--method", "scratch", "--dataset", "synthetic", "--synthetic-per-class", "10",
                      "--epochs", "1", "--batch-size", "50", "--device", "cpu", "--out", str(tmp_path), "--resume"])  # fmt: skip
-    finally:
-        holder.kill()
-        holder.wait()
     err = capsys.readouterr().err
     assert code == 2 and f"train: error: {tmp_path} is in use by another training process" in err
     assert "Traceback" not in err

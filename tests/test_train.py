@@ -269,23 +269,12 @@ def test_existing_run_needs_resume(tmp_path):
         train(cfg2, progress=False, verbose=False)
 
 
-def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path):
-    # another process holds the folder's lock, as a second copy of a protocol script would; it holds
-    # it until it is killed, however slow the machine (it waits on its stdin, not on a clock)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path), resume=True)
+def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path, folder_held):
+    cfg = small("scratch", None, epochs=1, out_dir=str(tmp_path), resume=True)
+    with folder_held(tmp_path):  # as a second copy of a protocol script would
         with pytest.raises(RunFolderBusyError, match="in use by another training process"):
             train(cfg, progress=False, verbose=False)
         assert not (tmp_path / "log.jsonl").exists()  # nothing was written
-    finally:
-        holder.kill()
-        holder.wait()
     # the lock goes with its process: the folder is free again, and is freed after a run
     train(cfg, progress=False, verbose=False)
     train(cfg, progress=False, verbose=False)  # resumes a finished run: nothing left to do
