@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfkd_lib.checkpoint import save_model
+from dfkd_lib.checkpoint import load_model, save_model
 from dfkd_lib.cli import build_config, main, make_parser
 from dfkd_lib.data import get_loaders
 from dfkd_lib.models import cifar_resnet
@@ -115,6 +115,8 @@ def test_train_teacher_command_runs(tmp_path, capsys):
     )
     assert rc == 0 and (out / "model.pt").exists()
     assert "epoch 1/1 | ce " in capsys.readouterr().out
+    model = load_model(out / "model.pt")  # --arch was used: not the default resnet26
+    assert model.depth == 8 and json.loads((out / "config.json").read_text())["method"] == "scratch"
 
 
 def test_train_teacher_respects_the_config_file(tmp_path):

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -50,7 +51,9 @@ def test_every_method_runs_and_logs(method, teacher_file, tmp_path):
     assert len(log) == res.config.total_epochs and log == res.history
     rec = log[-1]
     for key in ("loss_total", "train_acc", "val_acc", "test_acc", "wall_s", "images_per_s", "lr"):
-        assert key in rec and rec[key] == rec[key]  # present and not NaN
+        assert type(rec[key]) is float and math.isfinite(rec[key]), key  # present, a number, finite
+    assert all(0 <= rec[k] <= 100 for k in ("train_acc", "val_acc", "test_acc"))  # percentages
+    assert rec["wall_s"] > 0 and rec["images_per_s"] > 0 and rec["lr"] > 0
     if METHODS[method].uses_adv:
         assert {"loss_adv", "loss_disc", "d_acc_real", "d_acc_fake", "d_logit_real", "d_logit_fake"} <= set(rec)
     if "flow" in METHODS[method].terms:  # (fsp: in its first stage)
