@@ -67,7 +67,7 @@ HELP = {
     "d_every": "one discriminator step every this many student steps",
     "probe_images": "validation images on which each flow item's distance is logged every epoch (0: none)",
     "probe_order": "which validation images the flow probe reads: balanced (the classes in turn) or first "
-    "(the first in stored order, as the 15- and 60-epoch protocols did)",
+    "(the first in stored order, as the 60-epoch protocol and the method screen did)",
     "labelled_fraction": "fraction of training images whose labels are used (class-balanced)",
     "val_size": "training images held out for validation",
     "split_seed": "seed of the validation split and of the labelled subset",

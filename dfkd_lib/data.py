@@ -404,7 +404,8 @@ class BatchLoader:
 
     def subset(self, indices: np.ndarray | Tensor) -> BatchLoader:
         """The images at ``indices``, in that order, as a loader with this one's batch size,
-        normalisation, memory format and class count, without shuffling, augmentation or sharding."""
+        normalisation, memory format and class count, without shuffling, augmentation, sharding
+        or a cap on the batches of an epoch."""
         sub = copy.copy(self)
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.device)
         sub.images, sub.labels = self.images[idx], self.labels[idx]

@@ -79,9 +79,9 @@ __all__ = [
 D_INPUTS = ("raw", "scaled", "unit")
 #: Which validation images the flow probe reads: ``"balanced"``, the first ``probe_images`` of the
 #: classes taken in turn (:func:`~dfkd_lib.data.interleave_classes`), or ``"first"``, the first in
-#: stored order, which on a file stored class by class are of one or two classes only. The 15- and
-#: 60-epoch protocols ran with ``"first"`` (airplanes and automobiles); so does a checkpoint or log
-#: written before the option existed.
+#: stored order, which on a file stored class by class are of one or two classes only. The 60-epoch
+#: protocol and the method screen ran with ``"first"`` (airplanes and automobiles; the 15-epoch
+#: protocol logged no flow distances); so does a checkpoint or log written before the option existed.
 PROBE_ORDERS = ("balanced", "first")
 #: How many of the first training batches ``calibrate`` measures the item scales and the gradient
 #: rule's ``lambda_flow`` on.
@@ -404,11 +404,14 @@ def check_device(name: str, label: str | None = None) -> None:
 
 
 def amp_dtype_for(device: torch.device) -> torch.dtype | None:
-    """The mixed-precision type a run uses on ``device``: bfloat16 on a GPU that has it, float16
-    (with a gradient scaler, in training) on one that does not (a T4), ``None`` (float32) elsewhere."""
+    """The mixed-precision type a run uses on ``device``: bfloat16 on a GPU that computes in it
+    (compute capability 8 or more), float16 (with a gradient scaler, in training) on one that would
+    only emulate it (a T4), ``None`` (float32) elsewhere. Asked of the current CUDA device, which a
+    run has set to its own."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # PyTorch counts emulated bfloat16 as supported by default: slow on a T4, so not counted here
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -122,7 +122,7 @@ lines = [
     + (" (with uncommitted changes)" if dirty else "") + f", in {total_s} s.",
     "",
     f"- GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}; "
-    f"bfloat16 {'supported' if torch.cuda.is_bf16_supported() else 'not supported'}",
+    f"bfloat16 {'native' if torch.cuda.is_bf16_supported(including_emulation=False) else 'emulated only: runs take float16'}",
     f"- PyTorch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
     "",
     "## 1. GPU tests (`pytest -m gpu tests/test_gpu.py`)",

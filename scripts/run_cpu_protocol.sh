@@ -16,9 +16,10 @@
 #                                                       # syntax; after midnight: "tomorrow 02:00")
 #   JOBS=2 bash scripts/run_cpu_protocol.sh             # two runs at a time, one thread each on 2 cores
 #   PROBE=1 bash scripts/run_cpu_protocol.sh            # scratch gets the teacher too, as a flow probe
-#   PROBE_ORDER=balanced bash scripts/run_cpu_protocol.sh   # probe images of every class in turn; both
-#                            # protocols ran with "first": the first 1,000 validation images, which in
-#                            # the class-sorted cifar10.npz are airplanes and automobiles only
+#   PROBE_ORDER=balanced bash scripts/run_cpu_protocol.sh   # probe images of every class in turn; the
+#                            # 60-epoch protocol ran with "first": the first 1,000 validation images,
+#                            # which in the class-sorted cifar10.npz are airplanes and automobiles only
+#                            # (the 15-epoch protocol's runs logged no flow distances)
 #   FIRST="kd-lf1.0-s2 fsp-lf1.0-s2" bash scripts/run_cpu_protocol.sh   # these runs (folder names)
 #                            # first, after any cut off part-way; then the rest in the usual order
 #   STATUS_ONLY=1 bash scripts/run_protocol60.sh        # rewrite STATUS.md from the logs, train nothing

@@ -34,8 +34,8 @@ def use_dtype(monkeypatch, name: str) -> None:
     """Make the engine choose ``name``: fp16 by hiding bfloat16 support, bf16 only where it exists."""
     if name == "fp16":
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    elif not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
+    elif not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no bfloat16 (only emulated)")
 
 
 def small(method: str, **kw):
@@ -85,8 +85,8 @@ def test_resume_on_cuda_after_a_kill_continues_the_run(dtype, tmp_path):
     scaler's state (float16) and the CUDA generator states; both logs have the same keys. That
     they are restored on resume is checked on a CPU, in tests/test_train.py.
     """
-    if dtype == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
+    if dtype == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no bfloat16 (only emulated)")
     script = str(ROOT / "tests" / "scripts" / "gpu_killed_run.py")
     killed, full = tmp_path / "killed", tmp_path / "full"
     proc = subprocess.run([sys.executable, script, str(killed), "1", dtype], env=ENV, capture_output=True, text=True)
@@ -121,8 +121,8 @@ def test_flows_under_autocast_equal_float32(dtype):
     """Dense flows of the shipped teacher and a ResNet-8, from taps computed under autocast, match
     float32 within the precision of the type: as the engine computes them (taps cast to float32,
     products outside autocast) and, in bfloat16, entirely under autocast."""
-    if dtype == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
+    if dtype == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no bfloat16 (only emulated)")
     from dfkd_lib import cifar_resnet, load_pretrained, make_flow_plan
     from dfkd_lib.losses import flow_loss
 

@@ -309,13 +309,17 @@ def test_kd_takes_any_network_as_its_teacher_without_the_flow_probe():
 
 
 def test_mixed_precision_is_bfloat16_where_the_gpu_has_it_else_float16_and_none_off_the_gpu(monkeypatch):
-    """What training and ``python -m dfkd_lib evaluate`` run in (the CLI had bfloat16 on every GPU,
-    which a T4 does not have)."""
+    """What training and ``python -m dfkd_lib evaluate`` run in (the CLI had bfloat16 on every GPU).
+    A T4 only emulates bfloat16, which PyTorch counts as support unless asked not to."""
     from dfkd_lib.train import amp_dtype_for
 
     assert amp_dtype_for(torch.device("cpu")) is None
-    for has_bf16, want in ((True, torch.bfloat16), (False, torch.float16)):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, has=has_bf16, **k: has)
+
+    def t4(including_emulation=True):  # what torch.cuda.is_bf16_supported says on a T4
+        return including_emulation
+
+    for gpu, want in ((lambda including_emulation=True: True, torch.bfloat16), (t4, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu)
         assert amp_dtype_for(torch.device("cuda", 0)) == want
 
 
