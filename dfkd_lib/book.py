@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .data import DataNotFoundError, DatasetArrays, Loaders, get_loaders, load_cifar, make_synthetic
-from .models import CifarResNet
+from .models import CifarResNet, frozen
 from .train import TrainConfig, config_for, pick_device, seed_everything
 
 __all__ = [
@@ -468,10 +468,7 @@ class Chapter:
 
     def _frozen(self, model: CifarResNet) -> CifarResNet:
         """A teacher as chapters use it: on the device, in eval mode, its weights frozen."""
-        model = model.to(self.device).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        return model
+        return frozen(model.to(self.device))
 
     @property
     def teacher_spec(self) -> str:

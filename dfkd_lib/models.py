@@ -28,6 +28,7 @@ __all__ = [
     "count_parameters",
     "count_macs",
     "eval_mode",
+    "frozen",
     "VALID_DEPTHS",
     "DEFAULT_WIDTHS",
 ]
@@ -197,6 +198,12 @@ def count_macs(model: nn.Module, input_size: int = 32) -> int:
         for h in hooks:
             h.remove()
     return total
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """``model`` as a teacher is used: in evaluation mode, its weights without gradients (in place;
+    returns it)."""
+    return model.eval().requires_grad_(False)
 
 
 @contextlib.contextmanager

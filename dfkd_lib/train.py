@@ -57,7 +57,7 @@ from .data import BatchLoader, Loaders, get_loaders, interleave_classes, make_sy
 from .discriminators import FlowDiscriminators
 from .flow import PAIR_SETS, POOLS, FlowPlan, make_flow_plan
 from .methods import METHODS, RECIPE_VERSIONS, RECIPES, get_method
-from .models import CifarResNet, eval_mode, model_from_name
+from .models import CifarResNet, eval_mode, frozen, model_from_name
 
 __all__ = [
     "METHODS",
@@ -611,9 +611,7 @@ class Run:
                 teacher = load_teacher(cfg.teacher)
             if getattr(teacher, "num_classes", n_cls) != n_cls:
                 raise ValueError(f"the teacher {name} has {teacher.num_classes} classes but the data set has {n_cls}")
-            self.teacher = teacher.to(self.device, memory_format=mf).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            self.teacher = frozen(teacher.to(self.device, memory_format=mf))
         self.plan = None
         if self.teacher is not None and self.method.uses_flow:
             self.plan = make_flow_plan(self.teacher, self.student, cfg.pairs, cfg.pool)

@@ -138,3 +138,15 @@ def test_resnet8_matches_a_reference_written_from_the_paper():
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), _reference_resnet(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_puts_a_network_in_eval_mode_without_gradients_and_eval_mode_restores_modes():
+    from dfkd_lib.models import eval_mode, frozen
+
+    net = cifar_resnet(8).train()
+    assert frozen(net) is net and not net.training and not any(p.requires_grad for p in net.parameters())
+    a, b = cifar_resnet(8).train(), cifar_resnet(8).eval()
+    with pytest.raises(RuntimeError), eval_mode(a, b):
+        assert not a.training and not b.training
+        raise RuntimeError("a failure inside the block")
+    assert a.training and not b.training  # each back in its own mode, even after an error
