@@ -407,7 +407,7 @@ class BatchLoader:
         normalisation, memory format and class count, without shuffling, augmentation, sharding
         or a cap on the batches of an epoch."""
         sub = copy.copy(self)
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.device)
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         sub.images, sub.labels = self.images[idx], self.labels[idx]
         sub.shuffle = sub.augment = sub.drop_last = False
         sub.rank, sub.world_size, sub.max_batches, sub.epoch = 0, 1, None, 0

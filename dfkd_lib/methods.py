@@ -24,13 +24,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TERMS", "RECIPE_VERSIONS", "Method", "METHODS", "RECIPES", "get_method"]
+__all__ = ["TERMS", "RECIPE_VERSIONS", "ADDED_LATER", "Method", "METHODS", "RECIPES", "get_method"]
 
 TERMS = ("ce", "kd", "at", "flow", "adv")
 
 #: The versions of the recipes: 1, the first (the 15-epoch protocol of ``results/cpu`` ran with it),
 #: and 2, the current one, set from the method screen of ``results/method-screen``.
 RECIPE_VERSIONS = (1, 2)
+
+#: Options of :class:`~dfkd_lib.train.TrainConfig` that the engine learnt after runs were logged
+#: and checkpointed without them, each with the value that does what the engine did before: a
+#: config without one is read with it (:func:`dfkd_lib.report.run_options`, and a resumed
+#: checkpoint's config). A two-stage run without ``stage1_lr`` is not in here: its stage 1 was
+#: inside the epochs, which no value of the option reproduces.
+ADDED_LATER: dict[str, Any] = {"flow_norm": "none", "flow_grad_ratio": None, "d_input": "raw", "d_noise": 0.0,
+                               "d_r1": 0.0, "d_every": 1, "probe_order": "first"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .methods import METHODS
+from .methods import ADDED_LATER, METHODS
 
 __all__ = [
     "RunSummary",
@@ -66,10 +66,6 @@ _TERM_OPTIONS = (
 )  # fmt: skip
 _FLOW_OPTIONS = ("pairs", "pool", "flow_reduction")  # used by the flow and the adversarial terms
 _FLOW_TERM_OPTIONS = ("flow_norm", "flow_grad_ratio")  # used by the flow term only
-# Options the engine learnt after runs were logged without them, with the value that does what the
-# engine did before (a two-stage run without stage1_lr stays apart: its stage 1 was inside the epochs)
-_ADDED_LATER = {"flow_norm": "none", "flow_grad_ratio": None, "d_input": "raw", "d_noise": 0.0, "d_r1": 0.0,
-                "d_every": 1}  # fmt: skip
 
 
 def run_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +78,7 @@ def run_options(config: dict[str, Any]) -> dict[str, Any]:
     made takes the value that does what the engine did then. Two runs with equal options differ only
     in their seed, so their results may be averaged.
     """
-    opts = {**_ADDED_LATER, **{k: v for k, v in config.items() if k not in _BOOKKEEPING}}
+    opts = {k: v for k, v in {**ADDED_LATER, **config}.items() if k not in _BOOKKEEPING}
     for weight, keys in _TERM_OPTIONS:
         if not opts.get(weight):
             for k in keys:

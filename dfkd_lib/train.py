@@ -56,7 +56,7 @@ from .checkpoint import (
 from .data import BatchLoader, Loaders, get_loaders, interleave_classes, make_synthetic
 from .discriminators import FlowDiscriminators
 from .flow import PAIR_SETS, POOLS, FlowPlan, make_flow_plan
-from .methods import METHODS, RECIPE_VERSIONS, RECIPES, get_method
+from .methods import ADDED_LATER, METHODS, RECIPE_VERSIONS, RECIPES, get_method
 from .models import CifarResNet, eval_mode, frozen, model_from_name
 
 __all__ = [
@@ -518,13 +518,17 @@ def probe_flow_distances(
             with autocast():
                 _, t_taps = teacher(x, return_taps=True)
                 _, s_taps = student(x, return_taps=True)
-            with torch.autocast(x.device.type, enabled=False):  # Gram products in float32
-                g_t = plan.teacher_flows([t.float() for t in t_taps])
-                g_s = plan.student_flows([t.float() for t in s_taps])
-            d = L.flow_distances(g_t, g_s) * len(x)
+            d = L.flow_distances(*_float32_flows(plan, t_taps, s_taps)) * len(x)
             sums = d if sums is None else sums + d
             seen += len(x)
     return [float(v) for v in sums / max(seen, 1)] if sums is not None else []
+
+
+def _float32_flows(plan: FlowPlan, t_taps: list[Tensor], s_taps: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The teacher's and the student's flows of ``plan``: Gram products in float32 outside
+    autocast, whatever precision the taps were computed in."""
+    with torch.autocast(t_taps[0].device.type, enabled=False):
+        return plan.teacher_flows([t.float() for t in t_taps]), plan.student_flows([s.float() for s in s_taps])
 
 
 def _rng_state() -> dict[str, Any]:
@@ -545,11 +549,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# Options added after checkpoints were written without them, with the value that does what the
-# engine did before, so that those checkpoints still resume
-_BEFORE_THEIR_OPTION = {"probe_order": "first"}
 
 
 def _stage_ends(model: CifarResNet) -> list[int]:
@@ -778,7 +777,7 @@ class Run:
         # to the CPU: the RNG states must stay there; load_state_dict moves the rest to the device
         ck = safe_load(path, map_location="cpu")
         check_training_checkpoint(ck, path)  # the fields read below, named if missing
-        mine, theirs = self.cfg.to_dict(), _plain({**_BEFORE_THEIR_OPTION, **ck["config"]})
+        mine, theirs = self.cfg.to_dict(), _plain({**ADDED_LATER, **ck["config"]})
         # epochs is checked: the learning-rate schedule and the two stages are laid out over it
         ignore = {"resume", "out_dir", "device", "data_dir", "download"}
         if mine.get("flow_grad_ratio") is not None:  # the rule sets the weight; the configured one is unused
@@ -837,10 +836,7 @@ class Run:
         return self._flow_loss(g_t, g_s, self.lambda_flow if weight is None else weight)
 
     def _flows(self, t_taps: list[Tensor], s_taps: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        with self._no_autocast():  # Gram products in float32 whatever the taps were computed in
-            return self.plan.teacher_flows([t.float() for t in t_taps]), self.plan.student_flows(
-                [s.float() for s in s_taps]
-            )
+        return _float32_flows(self.plan, t_taps, s_taps)
 
     def _flow_loss(self, g_t: list[Tensor], g_s: list[Tensor], weight: float) -> Tensor:
         weights = None if self.item_scale is None else (1.0 / self.item_scale.pow(2)).tolist()
