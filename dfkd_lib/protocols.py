@@ -36,7 +36,7 @@ PROTOCOLS: dict[str, tuple[tuple[str, ...], str]] = {
 #: Copies of the scripts' settings, for when the scripts are absent (a test keeps them equal).
 SCRIPT_COPIES = {
     "scripts/run_cpu_protocol.sh": 'EPOCHS=${EPOCHS:-15}\nSEEDS=${SEEDS:-"0 1 2"}\nTEACHER=${TEACHER:-resnet26_cifar10}\n'
-    'RECIPE=${RECIPE:-1}\nPROBE=${PROBE:-0}\nRUNS=${RUNS:-"scratch kd at fsp dense adv adv-dense scratch:0.1 '
+    'RECIPE=${RECIPE:-1}\nPROBE=${PROBE:-0}\nPROBE_ORDER=${PROBE_ORDER:-first}\nRUNS=${RUNS:-"scratch kd at fsp dense adv adv-dense scratch:0.1 '
     'adv-dense:0.1 kd:0.1"}\n',
     "scripts/run_protocol60.sh": "EPOCHS=60 RECIPE=2 OUT=${OUT:-results/cpu60} TEACHER=${TEACHER:-resnet26_cifar10_e80} "
     'PROBE=1 \\\n  RUNS=${RUNS:-"scratch kd fsp dense adv-dense kd-adv-dense scratch:0.1 kd:0.1 adv-dense:0.1 '
@@ -70,6 +70,8 @@ class Protocol:
         epochs, seeds, teacher: the runs' length, seeds and teacher.
         recipe: the version of the methods' recipes (:data:`dfkd_lib.methods.RECIPE_VERSIONS`).
         probe: whether ``scratch`` gets the teacher too, to log flow distances.
+        probe_images, probe_order: the flow probe of the runs that log flow distances (the
+            validation images they are measured on: :class:`dfkd_lib.train.TrainConfig`).
         specs: ``(method, labelled fraction)`` of each run, in the script's order.
         runs: the logs in the folder that a run of the protocol wrote (any state).
         other_runs: the logs in the folder made with other settings.
@@ -85,6 +87,8 @@ class Protocol:
     recipe: int
     probe: bool
     specs: list[tuple[str, float]]
+    probe_images: int = 1000
+    probe_order: str = "first"
     runs: list[RunSummary] = field(default_factory=list)
     other_runs: list[RunSummary] = field(default_factory=list)
     groups: list[GroupSummary] = field(default_factory=list)
@@ -138,13 +142,18 @@ class Protocol:
 
     def accepts(self, run: RunSummary) -> bool:
         """Whether ``run`` is one of the protocol's: one of its specs and seeds, with its network,
-        data, length and teacher and the method's recipe in the version the script runs.
+        data, length and teacher and the method's recipe in the version the script runs. A run that
+        logged flow distances must have measured them with the protocol's probe (the same
+        validation images), so that its distances can be set beside the others'; the probe
+        changes nothing the run trains, but a run with another probe is kept apart all the same.
 
         ``fsp`` runs of the first engine count with what that engine did: their flow-only stage
         inside the epochs at the same learning rate (logged without ``stage1_lr``), and its
         default length spelled out or not.
         """
         if (run.method, run.labelled_fraction) not in self.specs or run.seed not in self.seeds:
+            return False
+        if run.probe is not None and run.probe != (self.probe_images, self.probe_order):
             return False
         expected = self.options(run.method, run.labelled_fraction)
         if run.options.get("two_stage") and "stage1_lr" not in run.options:
@@ -170,6 +179,8 @@ def read(name: str, repo: str | Path | None = None, folder: str | Path | None = 
     A script that is not there is read from :data:`SCRIPT_COPIES`. ``folder`` replaces the
     protocol's folder of logs.
     """
+    from .train import TrainConfig
+
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}")
     if repo is None:
@@ -196,7 +207,7 @@ def read(name: str, repo: str | Path | None = None, folder: str | Path | None = 
     return Protocol(
         name, Path(folder) if folder is not None else repo / default_folder, source, int(value("EPOCHS")),
         [int(s) for s in value("SEEDS").split()], value("TEACHER"), int(value("RECIPE")),
-        value("PROBE", "0") != "0", specs,
+        value("PROBE", "0") != "0", specs, TrainConfig.probe_images, value("PROBE_ORDER", "first"),
     )  # fmt: skip
 
 

@@ -117,6 +117,8 @@ class RunSummary:
     options: dict[str, Any] = field(default_factory=dict)  # run_options of its config
     val_last: float | None = None  # validation accuracy at the last epoch
     val_best: float | None = None  # best validation accuracy of any epoch
+    #: the flow probe, ``(probe_images, probe_order)``, if the run logged flow distances (None: it logged none)
+    probe: tuple[int, str] | None = None
 
     @property
     def complete(self) -> bool:
@@ -213,6 +215,11 @@ def load_runs(root: str | Path) -> list[RunSummary]:
         ValueError: a ``config.json`` or ``log.jsonl`` that cannot be read, or a config without
             the method, student, data set, seed or epochs; the message names the file.
     """
+    return [run for run, _ in _runs_and_logs(root)]
+
+
+def _runs_and_logs(root: str | Path) -> list[tuple[RunSummary, list[dict[str, Any]]]]:
+    """:func:`load_runs`, each run with its log's records."""
     runs = []
     for cfg_path in sorted(Path(root).rglob("config.json")):
         log_path = cfg_path.with_name("log.jsonl")
@@ -231,26 +238,15 @@ def load_runs(root: str | Path) -> list[RunSummary]:
             best_val = max(range(len(log)), key=lambda i: (log[i]["val_acc"], i))
             chosen = test[best_val]
             val_last, val_best = log[-1]["val_acc"], log[best_val]["val_acc"]
-        runs.append(
-            RunSummary(
-                str(cfg_path.parent),
-                cfg["method"],
-                cfg.get("labelled_fraction", 1.0),
-                cfg.get("teacher"),
-                cfg["student"],
-                cfg["dataset"],
-                cfg["seed"],
-                len(log),
-                planned_epochs(cfg),
-                test[-1],
-                max(test),
-                chosen,
-                test,
-                run_options(cfg),
-                val_last,
-                val_best,
-            )  # fmt: skip
-        )
+        probe = None
+        if any("flow_dist" in r for r in log):
+            probe = (cfg.get("probe_images", 0), cfg.get("probe_order", ADDED_LATER["probe_order"]))
+        run = RunSummary(
+            str(cfg_path.parent), cfg["method"], cfg.get("labelled_fraction", 1.0), cfg.get("teacher"),
+            cfg["student"], cfg["dataset"], cfg["seed"], len(log), planned_epochs(cfg), test[-1], max(test), chosen,
+            test, run_options(cfg), val_last, val_best, probe,
+        )  # fmt: skip
+        runs.append((run, log))
     return runs
 
 
@@ -603,10 +599,9 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
     import re
 
     by: dict[str, list[tuple[RunSummary, list[dict[str, Any]]]]] = {}
-    for r in load_runs(root):
+    for r, log in _runs_and_logs(root):
         if not r.complete or r.val_last is None:
             continue
-        log = read_log(Path(r.path) / "log.jsonl")
         by.setdefault(re.sub(r"-s\d+$", "", Path(r.path).name), []).append((r, log))
     rows = []
     for setting, runs in by.items():

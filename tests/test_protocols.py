@@ -9,7 +9,7 @@ import pytest
 from dfkd_lib import protocols
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ("epochs", "seeds", "teacher", "recipe", "probe", "specs")
+SETTINGS = ("epochs", "seeds", "teacher", "recipe", "probe", "specs", "probe_images", "probe_order")
 
 # The logs committed in results/cpu and results/cpu60: all 30 runs of the 15-epoch protocol, and
 # at least 26 runs (24 complete) of the 60-epoch one, whose last runs may still be training.
@@ -38,6 +38,7 @@ def test_the_copies_of_the_scripts_settings_match_the_scripts(name, tmp_path):
 def test_the_60_epoch_protocol_is_what_its_script_says():
     p = protocols.read("60-epoch protocol", ROOT)
     assert (p.epochs, p.seeds, p.teacher, p.recipe, p.probe) == (60, [0, 1, 2], "resnet26_cifar10_e80", 2, True)
+    assert (p.probe_images, p.probe_order) == (1000, "first")
     assert ("kd-adv-dense", 0.1) in p.specs and ("at", 1.0) not in p.specs
 
 
@@ -71,6 +72,27 @@ def test_a_log_with_other_settings_is_kept_apart():
     assert scratch.options.get("teacher") == p.teacher
     alone = {k: v for k, v in scratch.options.items() if k != "teacher"}
     assert not p.accepts(dataclasses.replace(scratch, options=alone))
+
+
+def test_a_log_whose_flow_distances_were_measured_on_other_images_is_kept_apart(tmp_path):
+    """A 60-epoch run made with the balanced probe trains the same but measures its flow distances
+    on other images: the protocol keeps it apart. The protocol's committed runs logged the probe of
+    the first 1,000 images (the first 24 without naming the order, which the engine reads as first);
+    the 15-epoch runs logged no flow distances, so no probe is asked of them."""
+    src = ROOT / "results" / "cpu60" / "kd-lf1.0-s0"
+    cfg = json.loads((src / "config.json").read_text())
+    assert "probe_order" not in cfg and cfg["probe_images"] == 1000  # made before the option existed
+    for name, change in [("same", {}), ("balanced", {"probe_order": "balanced"}), ("fewer", {"probe_images": 200})]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, **change}))
+        (tmp_path / name / "log.jsonl").write_text((src / "log.jsonl").read_text())
+    p = protocols.load("60-epoch protocol", ROOT, folder=tmp_path)
+    assert [Path(r.path).name for r in p.runs] == ["same"] and p.runs[0].probe == (1000, "first")
+    assert sorted((Path(r.path).name, r.probe) for r in p.other_runs) == [
+        ("balanced", (1000, "balanced")), ("fewer", (200, "first"))
+    ]  # fmt: skip
+    p15 = protocols.load("15-epoch protocol", ROOT)
+    assert p15.runs and all(r.probe is None for r in p15.runs)
 
 
 def test_fsp_logs_of_the_first_engine_count_and_only_with_the_default_stage_length():
