@@ -608,6 +608,8 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
         logs = [log for _, log in runs]
         last = [log[-1] for log in logs]
         dists = [statistics.fmean(rec["flow_dist"]) for rec in last if "flow_dist" in rec]
+        if len({r.probe for r, _ in runs}) > 1:  # measured on different images: no mean of them
+            dists = []
         d_acc = [(rec["d_acc_real"] + rec["d_acc_fake"]) / 2 for log in logs for rec in log if "d_acc_real" in rec]
         moves = [abs(log[-1]["loss_adv"] - log[0]["loss_adv"]) / max(abs(log[0]["loss_adv"]), 1e-12)
                  for log in logs if "loss_adv" in log[0] and "loss_adv" in log[-1]]  # fmt: skip

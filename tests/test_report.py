@@ -1,10 +1,21 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from dfkd_lib.cli import main
-from dfkd_lib.report import LEAD_METHODS, comparisons, headline, load_runs, make_report, summarise, table_markdown
+from dfkd_lib.report import (
+    LEAD_METHODS,
+    comparisons,
+    headline,
+    load_runs,
+    make_report,
+    screen_markdown,
+    screen_rows,
+    summarise,
+    table_markdown,
+)
 
 
 def write_run(root, name, method, seed, tests, vals, epochs=None, fraction=1.0, **options):
@@ -288,3 +299,28 @@ def test_an_unreadable_log_line_or_config_names_the_file_and_line(tmp_path, caps
     (tmp_path / "a0" / "stopped.json").write_text("{")
     with pytest.raises(ValueError, match="stopped.json, line 1: Expecting property name"):
         make_report(tmp_path)
+
+
+SCREEN = Path(__file__).resolve().parent.parent / "results" / "method-screen"
+
+
+def test_the_screen_table_is_rebuilt_from_the_committed_logs():
+    """``screen.md`` was written by ``python -m dfkd_lib report --runs results/method-screen --screen``."""
+    assert screen_markdown(screen_rows(SCREEN)) == (SCREEN / "screen.md").read_text()
+
+
+def test_screen_rows_average_flow_distances_only_over_one_probe(tmp_path):
+    """Two seeds of one setting: their flow distances are averaged when both were measured on the
+    same probe images, and not at all when one run took other images."""
+    for seed, dist, order in [(0, [0.2, 0.4], "first"), (1, [0.4, 0.6], "first")]:
+        write_run(tmp_path, f"dense-s{seed}", "dense", seed, [50, 60], [50, 61], probe_images=100, probe_order=order)
+        log = tmp_path / f"dense-s{seed}" / "log.jsonl"
+        recs = [json.loads(x) for x in log.read_text().splitlines()]
+        log.write_text("".join(json.dumps({**r, "flow_dist": dist, "train_acc": 70.0}) + "\n" for r in recs))
+    (row,) = screen_rows(tmp_path)
+    assert row.seeds == [0, 1] and row.flow_dist == pytest.approx(0.4) and row.val_last_mean == 61
+    assert [r.probe for r in load_runs(tmp_path)] == [(100, "first")] * 2
+    cfg = tmp_path / "dense-s1" / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "probe_order": "balanced"}))
+    (row,) = screen_rows(tmp_path)
+    assert row.flow_dist is None and row.val_last_mean == 61
