@@ -420,7 +420,7 @@ class Chapter:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``indices`` of a split (``"test"``, or ``"train"``: the whole training file,
         validation images included), normalised as the loaders do, and their labels, on the device."""
-        from .data import STATS
+        from .data import normalise, stats_for
 
         if split not in ("test", "train"):
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
@@ -428,8 +428,7 @@ class Chapter:
         x = data.x_test if split == "test" else data.x_train
         y = data.y_test if split == "test" else data.y_train
         idx = np.atleast_1d(np.asarray(indices))
-        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in STATS.get(data.name, STATS["cifar10"]))
-        xb = (torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255 - mean) / std
+        xb = normalise(torch.from_numpy(x[idx]).permute(0, 3, 1, 2), *stats_for(data.name))
         return xb.to(self.device), torch.from_numpy(y[idx]).to(self.device)
 
     def loaders(self, **overrides: Any) -> Loaders:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,6 +37,8 @@ __all__ = [
     "DataNotFoundError",
     "DatasetArrays",
     "STATS",
+    "stats_for",
+    "normalise",
     "candidate_dirs",
     "local_data_dir",
     "load_cifar",
@@ -55,6 +57,31 @@ STATS = {  # per-channel mean and std of the training images, in [0, 1]
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+
+
+def stats_for(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std (on the 0-1 scale) that a data set's images are normalised
+    with: its own for CIFAR-10 and CIFAR-100, CIFAR-10's for generated data.
+
+    >>> stats_for("synthetic") == STATS["cifar10"]
+    True
+    """
+    return STATS.get(name, STATS["cifar10"])
+
+
+def normalise(images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
+    """``(N, 3, H, W)`` ``uint8`` images as the networks take them: ``float32``, per channel
+    ``(x / 255 - mean) / std`` with ``mean`` and ``std`` on the 0-1 scale (computed as
+    ``(x - 255 mean) / (255 std)``). What :class:`BatchLoader` does to every batch.
+
+    >>> normalise(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8), (0.5,) * 3, (0.5,) * 3).flatten().tolist()
+    [1.0, 1.0, 1.0]
+    """
+    m = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255
+    sd = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255
+    return (images.float() - m) / sd
+
+
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 _TV_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
@@ -393,8 +420,8 @@ class BatchLoader:
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device)
         self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
         self.seed, self.epoch = seed, 0
         self.channels_last = channels_last
@@ -456,7 +483,7 @@ class BatchLoader:
             x = self.images[idx]
             if self.augment:
                 x = self._augment(x, g)
-            x = (x.float() - self.mean) / self.std
+            x = normalise(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
@@ -527,7 +554,7 @@ def get_loaders(
         ValueError: ``batch_size`` not divisible by ``world_size``, or a corrupt file.
     """
     arrays = dataset if isinstance(dataset, DatasetArrays) else load_cifar(dataset, root, download)
-    mean, std = STATS.get(arrays.name, STATS["cifar10"])
+    mean, std = stats_for(arrays.name)
     train_idx, val_idx = split_indices(arrays.y_train, val_size, split_seed)
     y_train = arrays.y_train[train_idx].copy()
     mask = labelled_subset(y_train, labelled_fraction, split_seed)

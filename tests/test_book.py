@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dfkd_lib import book
-from dfkd_lib.data import DataNotFoundError
+from dfkd_lib.data import DataNotFoundError, get_loaders
 from dfkd_lib.models import cifar_resnet, count_macs
 from dfkd_lib.train import config_for
 
@@ -33,6 +33,9 @@ def test_setup_falls_back_to_generated_data(monkeypatch):
     assert ch.synthetic and ch.val_size == 500
     x, y = ch.images([0, 1])
     assert x.shape == (2, 3, 32, 32) and y.shape == (2,)
+    # normalised exactly as the loaders' batches: the test loader keeps the stored order
+    xl, yl = next(iter(get_loaders(ch.data, eval_batch_size=2, val_size=0).test))
+    assert torch.equal(x, xl.to(x.device)) and torch.equal(y, yl.to(y.device))
 
 
 def test_setup_requiring_data_raises_when_it_is_missing(monkeypatch):

@@ -74,7 +74,7 @@ def test_a_loaders_subset_keeps_its_normalisation_and_drops_shuffling_and_augmen
     sub = train.subset([5, 0, 3])
     x, y = next(iter(sub))
     assert y.tolist() == [int(train.labels[i]) for i in (5, 0, 3)] and len(sub) == 1
-    want = (train.images[[5, 0, 3]].float() - train.mean) / train.std  # no crop, no flip
+    want = D.normalise(train.images[[5, 0, 3]], train.mean, train.std)  # no crop, no flip
     assert torch.equal(x, want)
     assert train.shuffle and train.augment and len(train.images) == len(synthetic.y_train)  # unchanged
 
@@ -104,7 +104,7 @@ def test_synthetic_cifar100_code_path(tmp_path):
     loaders = D.get_loaders("cifar100", root=tmp_path, batch_size=50, val_size=100)
     assert loaders.num_classes == 100 and loaders.sizes["val"] == 100
     assert np.bincount(loaded.y_train).tolist() == [5] * 100
-    torch.testing.assert_close(loaders.train.mean.flatten() / 255, torch.tensor(D.STATS["cifar100"][0]))
+    torch.testing.assert_close(loaders.train.mean, torch.tensor(D.STATS["cifar100"][0]))
 
 
 def test_torchvision_format(tmp_path, monkeypatch):
@@ -349,3 +349,17 @@ def test_root_may_be_the_npz_file_itself_but_not_another_file(tmp_path, monkeypa
         D.DataNotFoundError, match=r"is a file, not a folder \(give the folder that holds cifar10.npz\)"
     ):
         D.load_cifar("cifar10", root=tmp_path / "notes.txt")
+
+
+def test_normalise_is_what_a_loader_does_to_every_batch(synthetic):
+    """The test loader (no augmentation, stored order) gives the images normalised by ``normalise``
+    with the data set's statistics, to the bit; on the 0-1 scale that is (x / 255 - mean) / std."""
+    loaders = D.get_loaders(synthetic, eval_batch_size=7, val_size=0)
+    x, _ = next(iter(loaders.test))
+    raw = torch.from_numpy(synthetic.x_test[:7]).permute(0, 3, 1, 2)
+    mean, std = D.stats_for(synthetic.name)
+    assert (mean, std) == D.STATS["cifar10"]  # generated data take CIFAR-10's statistics
+    assert torch.equal(x, D.normalise(raw, mean, std))
+    ref = (raw.double() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(x.double(), ref, atol=1e-5)
+    assert D.stats_for("cifar100") == D.STATS["cifar100"]
