@@ -6,8 +6,6 @@ loading path must refuse it with one clear message, and the marker must never ap
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,8 +26,7 @@ from dfkd_lib.models import cifar_resnet
 from dfkd_lib.pretrained import load_pretrained, load_teacher
 from dfkd_lib.train import config_for, train
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+from helpers import dfkd
 
 
 def _model_file(path: Path, **extra) -> None:
@@ -90,7 +87,7 @@ def test_the_command_line_refuses_a_crafted_file_in_one_line(crafted, tmp_path):
          "--batch-size", "50", "--device", "cpu", "--out", str(crafted["run"]), "--resume"],
     ]  # fmt: skip
     for args in commands:
-        proc = subprocess.run([sys.executable, "-m", "dfkd_lib", *args], env=ENV, capture_output=True, text=True)
+        proc = dfkd(*args)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "may be unsafe" in lines[0], proc.stderr
@@ -132,8 +129,7 @@ def test_a_damaged_file_gets_one_line_and_never_torchs_advice(tmp_path):
             )
             assert "\n" not in msg and "weights_only" not in msg, msg
             assert not isinstance(err.value, UnsafeCheckpointError)
-    proc = subprocess.run([sys.executable, "-m", "dfkd_lib", "evaluate", "--model", str(tmp_path / "garbage.pt")],
-                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    proc = dfkd("evaluate", "--model", tmp_path / "garbage.pt")
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"python -m dfkd_lib evaluate: error: {tmp_path / 'garbage.pt'} {NOT_A_CHECKPOINT}")
@@ -196,8 +192,7 @@ def test_a_training_checkpoint_with_a_missing_or_wrong_field_names_it(tmp_path):
     check_training_checkpoint(_checkpoint(tmp_path), tmp_path / "ck.pt")  # a whole one passes
     with pytest.raises(CheckpointError, match="is not a training checkpoint"):
         check_training_checkpoint(_fields(), tmp_path / "m.pt")
-    proc = subprocess.run([sys.executable, "-m", "dfkd_lib", "evaluate", "--model", str(tmp_path / "ck.pt")],
-                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    proc = dfkd("evaluate", "--model", tmp_path / "ck.pt")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "field 'epoch'" in proc.stderr
 
 

@@ -1,7 +1,4 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,11 +9,7 @@ from dfkd_lib.data import get_loaders
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.train import evaluate
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "dfkd_lib", *args], capture_output=True, text=True, cwd=ROOT)
+from helpers import dfkd
 
 
 def test_a_run_folder_in_use_is_an_error_message_not_a_traceback(tmp_path, capsys, folder_held):
@@ -29,7 +22,7 @@ def test_a_run_folder_in_use_is_an_error_message_not_a_traceback(tmp_path, capsy
 
 
 def test_help_lists_methods():
-    out = run("train", "--help").stdout
+    out = dfkd("train", "--help").stdout
     assert "adv-dense" in out and "--lambda-flow" in out and "--resume" in out
 
 
@@ -53,7 +46,7 @@ def test_help_lists_methods():
     ],
 )
 def test_invalid_input_gives_one_line_error(args, needle):
-    proc = run(*args)
+    proc = dfkd(*args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -82,15 +75,15 @@ def test_yaml_numbers_without_a_dot_and_bad_values(tmp_path):
     with pytest.raises(ValueError, match=r"invalid epochs in .*run.yaml: 1.5 \(must be int\)"):
         build_config(make_parser().parse_args(["train", "--config", str(cfg_file)]))
     cfg_file.write_text("lr: fast\n")
-    proc = run("train", "--config", str(cfg_file))
+    proc = dfkd("train", "--config", str(cfg_file))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         f"python -m dfkd_lib train: error: invalid lr in {cfg_file}: 'fast' (must be float)"
     ]
 
 
 def test_a_loss_that_blows_up_ends_the_command_with_one_line(tmp_path):
-    proc = run("train", "--method", "scratch", "--dataset", "synthetic", "--synthetic-per-class", "20",
-               "--epochs", "2", "--batch-size", "50", "--lr", "1e30", "--device", "cpu", "--out", str(tmp_path / "r"))  # fmt: skip
+    proc = dfkd("train", "--method", "scratch", "--dataset", "synthetic", "--synthetic-per-class", "20",
+                "--epochs", "2", "--batch-size", "50", "--lr", "1e30", "--device", "cpu", "--out", str(tmp_path / "r"))  # fmt: skip
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 3, proc.stderr
     assert len(lines) == 1 and "stopped: loss term 'ce' became" in lines[0]
@@ -135,13 +128,13 @@ def test_evaluate_prints_the_accuracy_that_evaluate_measures(cifar, tmp_path):
     torch.manual_seed(0)
     model = cifar_resnet(8)
     save_model(model, tmp_path / "m.pt")
-    proc = run("evaluate", "--model", str(tmp_path / "m.pt"), "--split", "val", "--device", "cpu")
+    proc = dfkd("evaluate", "--model", str(tmp_path / "m.pt"), "--split", "val", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     want = evaluate(model.eval(), get_loaders(cifar).val)  # the same split of the same data
     assert got["split"] == "val" and got["accuracy"] == round(want["acc"], 2) and got["loss"] == round(want["loss"], 4)
     save_model(cifar_resnet(8, 100), tmp_path / "m100.pt")
-    proc = run("evaluate", "--model", str(tmp_path / "m100.pt"), "--device", "cpu")
+    proc = dfkd("evaluate", "--model", str(tmp_path / "m100.pt"), "--device", "cpu")
     assert proc.returncode == 2 and "the model has 100 classes but cifar10 has 10" in proc.stderr
 
 

@@ -12,6 +12,8 @@ from dfkd_lib.flow import make_flow_plan
 from dfkd_lib.models import cifar_resnet
 from dfkd_lib.train import config_for, train
 
+from helpers import Killed
+
 
 def test_recorder_keeps_flows_per_epoch(synthetic, tmp_path):
     torch.manual_seed(0)
@@ -112,10 +114,6 @@ def test_explorer_draws_the_chosen_flow_and_redraws_when_the_epoch_moves(monkeyp
     np.testing.assert_array_equal(shown[-2], shown[-1])
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_a_resumed_run_records_its_checkpoint_under_the_epochs_already_trained(synthetic, tmp_path):
     """``on_start`` of a run resumed after epoch 1 records the student as epoch 1 (the flows the
     interrupted run recorded for epoch 1), not as an untrained epoch 0."""
@@ -129,9 +127,9 @@ def test_a_resumed_run_records_its_checkpoint_under_the_epochs_already_trained(s
 
     def stop_after_one(rec, run):
         first(rec, run)
-        raise _Stop
+        raise Killed
 
-    with pytest.raises(_Stop):
+    with pytest.raises(Killed):
         train(cfg, loaders=loaders, progress=False, verbose=False, on_start=first, callback=stop_after_one)
     assert first.epochs == [0, 1]
     resumed = FlowRecorder(x[:2])

@@ -5,7 +5,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,8 @@ from dfkd_lib.models import cifar_resnet
 from dfkd_lib.report import load_runs, planned_epochs, summarise
 from dfkd_lib.train import CALIBRATION_BATCHES, Run, config_for, measure_lambda_flow, train
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, Killed, stop_after
+
 sys.path.insert(0, str(ROOT / "tests" / "scripts"))
 import golden_recipes  # noqa: E402
 
@@ -418,17 +418,11 @@ def test_the_learning_rate_follows_the_schedule_epoch_by_epoch(schedule, want):
 
 
 def test_a_run_with_measured_settings_resumes_bit_identical(teacher, tmp_path):
-    class Killed(Exception):
-        pass
-
-    def die(rec, run):
-        if rec["epoch"] == 1:
-            raise Killed
-
     opts = dict(teacher=teacher, epochs=2, flow_norm="item", flow_grad_ratio=0.5, d_input="scaled", d_noise=0.3,
                 d_every=2, **BASE)  # fmt: skip
     with pytest.raises(Killed):
-        train(config_for("adv-dense", out_dir=str(tmp_path / "a"), **opts), progress=False, verbose=False, callback=die)
+        train(config_for("adv-dense", out_dir=str(tmp_path / "a"), **opts), progress=False, verbose=False,
+              callback=stop_after(1))  # fmt: skip
     a = train(config_for("adv-dense", out_dir=str(tmp_path / "a"), resume=True, **opts), progress=False, verbose=False)
     b = train(config_for("adv-dense", out_dir=str(tmp_path / "b"), **opts), progress=False, verbose=False)
     timing = {"wall_s", "train_time_s", "images_per_s"}

@@ -1,9 +1,7 @@
 import json
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,8 +20,7 @@ from dfkd_lib.train import (
     train,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+from helpers import ENV, ROOT, Killed, dfkd, stop_after
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +145,9 @@ def test_resume_after_kill_matches_uninterrupted_run(teacher_file, tmp_path):
     assert proc.returncode == 137, proc.stderr
     assert len((killed / "log.jsonl").read_text().splitlines()) == 1
     # continue with the command line, as a user would
-    cmd = [sys.executable, "-m", "dfkd_lib", "train", "--method", "adv-dense", "--teacher", teacher_file, "--student", "resnet8",
-           "--dataset", "synthetic", "--synthetic-per-class", "30", "--epochs", "3", "--batch-size", "50", "--device", "cpu",
-           "--out", str(killed), "--resume"]  # fmt: skip
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=ROOT)
+    proc = dfkd("train", "--method", "adv-dense", "--teacher", teacher_file, "--student", "resnet8", "--dataset",
+                "synthetic", "--synthetic-per-class", "30", "--epochs", "3", "--batch-size", "50", "--device", "cpu",
+                "--out", killed, "--resume")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     # the same run, never interrupted
     proc = subprocess.run(
@@ -218,14 +214,8 @@ def test_a_log_line_written_after_the_last_checkpoint_is_dropped_on_resume(tmp_p
     """A kill between the log line and the checkpoint leaves a line the checkpoint does not know:
     the resumed run trains that epoch again and logs it once."""
 
-    class Killed(Exception):
-        pass
-
-    def die(rec, run):
-        raise Killed
-
     with pytest.raises(Killed):
-        train(small("scratch", None, out_dir=str(tmp_path)), progress=False, verbose=False, callback=die)
+        train(small("scratch", None, out_dir=str(tmp_path)), progress=False, verbose=False, callback=stop_after())
     log = tmp_path / "log.jsonl"
     with open(log, "a") as f:
         f.write(json.dumps({"epoch": 2, "test_acc": -1.0}) + "\n")  # an epoch 2 the checkpoint never saw
@@ -239,15 +229,9 @@ def test_a_checkpoint_written_before_probe_order_existed_resumes_with_the_first_
     """Checkpoints without ``probe_order`` (the protocols' runs) probed the first validation
     images: they resume with ``probe_order="first"`` and refuse ``"balanced"``, naming it."""
 
-    class Killed(Exception):
-        pass
-
-    def die(rec, run):
-        raise Killed
-
     opts = dict(out_dir=str(tmp_path), probe_order="first")
     with pytest.raises(Killed):
-        train(small("scratch", None, **opts), progress=False, verbose=False, callback=die)
+        train(small("scratch", None, **opts), progress=False, verbose=False, callback=stop_after())
     path = tmp_path / "checkpoint.pt"
     ck = torch.load(path, weights_only=True)
     del ck["config"]["probe_order"]
