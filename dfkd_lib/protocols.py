@@ -70,7 +70,7 @@ class Protocol:
         epochs, seeds, teacher: the runs' length, seeds and teacher.
         recipe: the version of the methods' recipes (:data:`dfkd_lib.methods.RECIPE_VERSIONS`).
         probe: whether ``scratch`` gets the teacher too, to log flow distances.
-        probe_images, probe_order: the flow probe of the runs that log flow distances (the
+        probe_images, probe_order: the flow probe of the runs, where :attr:`probe` (the
             validation images they are measured on: :class:`dfkd_lib.train.TrainConfig`).
         specs: ``(method, labelled fraction)`` of each run, in the script's order.
         runs: the logs in the folder that a run of the protocol wrote (any state).
@@ -142,10 +142,11 @@ class Protocol:
 
     def accepts(self, run: RunSummary) -> bool:
         """Whether ``run`` is one of the protocol's: one of its specs and seeds, with its network,
-        data, length and teacher and the method's recipe in the version the script runs. A run that
-        logged flow distances must have measured them with the protocol's probe (the same
-        validation images), so that its distances can be set beside the others'; the probe
-        changes nothing the run trains, but a run with another probe is kept apart all the same.
+        data, length and teacher and the method's recipe in the version the script runs. In a
+        protocol that measures flow distances (:attr:`probe`), a run that logged them must have
+        measured them with the protocol's probe (the same validation images), so that its
+        distances can be set beside the others'; the probe changes nothing the run trains, but
+        a run with another probe is kept apart all the same.
 
         ``fsp`` runs of the first engine count with what that engine did: their flow-only stage
         inside the epochs at the same learning rate (logged without ``stage1_lr``), and its
@@ -153,7 +154,7 @@ class Protocol:
         """
         if (run.method, run.labelled_fraction) not in self.specs or run.seed not in self.seeds:
             return False
-        if run.probe is not None and run.probe != (self.probe_images, self.probe_order):
+        if self.probe and run.probe is not None and run.probe != (self.probe_images, self.probe_order):
             return False
         expected = self.options(run.method, run.labelled_fraction)
         if run.options.get("two_stage") and "stage1_lr" not in run.options:

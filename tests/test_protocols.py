@@ -78,7 +78,7 @@ def test_a_log_whose_flow_distances_were_measured_on_other_images_is_kept_apart(
     """A 60-epoch run made with the balanced probe trains the same but measures its flow distances
     on other images: the protocol keeps it apart. The protocol's committed runs logged the probe of
     the first 1,000 images (the first 24 without naming the order, which the engine reads as first);
-    the 15-epoch runs logged no flow distances, so no probe is asked of them."""
+    the 15-epoch protocol measures no flow distances, so no probe is asked of its runs."""
     src = ROOT / "results" / "cpu60" / "kd-lf1.0-s0"
     cfg = json.loads((src / "config.json").read_text())
     assert "probe_order" not in cfg and cfg["probe_images"] == 1000  # made before the option existed
@@ -91,8 +91,11 @@ def test_a_log_whose_flow_distances_were_measured_on_other_images_is_kept_apart(
     assert sorted((Path(r.path).name, r.probe) for r in p.other_runs) == [
         ("balanced", (1000, "balanced")), ("fewer", (200, "first"))
     ]  # fmt: skip
+    # the 15-epoch protocol measures no flow distances (its runs logged none): any probe will do
     p15 = protocols.load("15-epoch protocol", ROOT)
-    assert p15.runs and all(r.probe is None for r in p15.runs)
+    assert not p15.probe and p15.runs and all(r.probe is None for r in p15.runs)
+    kd15 = next(r for r in p15.runs if r.method == "kd")
+    assert p15.accepts(dataclasses.replace(kd15, probe=(1000, "balanced")))
 
 
 def test_fsp_logs_of_the_first_engine_count_and_only_with_the_default_stage_length():
