@@ -69,10 +69,11 @@ class Protocol:
         source: where the settings were read from (the scripts, or :data:`SCRIPT_COPIES`).
         epochs, seeds, teacher: the runs' length, seeds and teacher.
         recipe: the version of the methods' recipes (:data:`dfkd_lib.methods.RECIPE_VERSIONS`).
-        probe: whether ``scratch`` gets the teacher too, to log flow distances.
-        probe_images, probe_order: the flow probe of the runs, where :attr:`probe` (the
-            validation images they are measured on: :class:`dfkd_lib.train.TrainConfig`).
+        probe: whether the protocol measures flow distances: ``scratch`` gets the teacher too,
+            as a probe, and every run's distances are measured on the same images.
         specs: ``(method, labelled fraction)`` of each run, in the script's order.
+        probe_images, probe_order: those images, where :attr:`probe` is set: how many validation
+            images and which (the options of :class:`dfkd_lib.train.TrainConfig`).
         runs: the logs in the folder that a run of the protocol wrote (any state).
         other_runs: the logs in the folder made with other settings.
         groups: the complete runs, summarised by method (:func:`dfkd_lib.report.summarise`).

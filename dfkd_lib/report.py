@@ -117,8 +117,9 @@ class RunSummary:
     options: dict[str, Any] = field(default_factory=dict)  # run_options of its config
     val_last: float | None = None  # validation accuracy at the last epoch
     val_best: float | None = None  # best validation accuracy of any epoch
-    #: the flow probe, ``(probe_images, probe_order)``, if the run logged flow distances (None: it logged none)
-    probe: tuple[int, str] | None = None
+    #: the flow probe, ``(probe_images, probe_order)``, if the run logged flow distances (None: it
+    #: logged none); ``probe_images`` is None in a config without it (the engine always writes it)
+    probe: tuple[int | None, str] | None = None
 
     @property
     def complete(self) -> bool:
@@ -240,7 +241,7 @@ def _runs_and_logs(root: str | Path) -> list[tuple[RunSummary, list[dict[str, An
             val_last, val_best = log[-1]["val_acc"], log[best_val]["val_acc"]
         probe = None
         if any("flow_dist" in r for r in log):
-            probe = (cfg.get("probe_images", 0), cfg.get("probe_order", ADDED_LATER["probe_order"]))
+            probe = (cfg.get("probe_images"), cfg.get("probe_order", ADDED_LATER["probe_order"]))
         run = RunSummary(
             str(cfg_path.parent), cfg["method"], cfg.get("labelled_fraction", 1.0), cfg.get("teacher"),
             cfg["student"], cfg["dataset"], cfg["seed"], len(log), planned_epochs(cfg), test[-1], max(test), chosen,
@@ -608,7 +609,7 @@ def screen_rows(root: str | Path) -> list[ScreenRow]:
         logs = [log for _, log in runs]
         last = [log[-1] for log in logs]
         dists = [statistics.fmean(rec["flow_dist"]) for rec in last if "flow_dist" in rec]
-        if len({r.probe for r, _ in runs}) > 1:  # measured on different images: no mean of them
+        if len({r.probe for r, _ in runs if r.probe is not None}) > 1:  # on different images: no mean
             dists = []
         d_acc = [(rec["d_acc_real"] + rec["d_acc_fake"]) / 2 for log in logs for rec in log if "d_acc_real" in rec]
         moves = [abs(log[-1]["loss_adv"] - log[0]["loss_adv"]) / max(abs(log[0]["loss_adv"]), 1e-12)

@@ -320,6 +320,13 @@ def test_screen_rows_average_flow_distances_only_over_one_probe(tmp_path):
     (row,) = screen_rows(tmp_path)
     assert row.seeds == [0, 1] and row.flow_dist == pytest.approx(0.4) and row.val_last_mean == 61
     assert [r.probe for r in load_runs(tmp_path)] == [(100, "first")] * 2
+    write_run(tmp_path, "dense-s2", "dense", 2, [50, 60], [50, 61])  # a seed that logged no distances
+    log = tmp_path / "dense-s2" / "log.jsonl"
+    log.write_text(
+        "".join(json.dumps({**json.loads(x), "train_acc": 70.0}) + "\n" for x in log.read_text().splitlines())
+    )
+    (row,) = screen_rows(tmp_path)
+    assert row.seeds == [0, 1, 2] and row.flow_dist == pytest.approx(0.4)  # the others' mean stands
     cfg = tmp_path / "dense-s1" / "config.json"
     cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "probe_order": "balanced"}))
     (row,) = screen_rows(tmp_path)
